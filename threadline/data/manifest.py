@@ -1,0 +1,104 @@
+"""Manifests: the tree of a commit, path -> stored file, kept as one content-addressed object.
+
+Format `threadline.manifest/1` (canonical JSON, keys sorted, no spaces):
+    {"files": [[path, key, size, chunks, executable, rows], ...], "format": "threadline.manifest/1"}
+`key` names the file's content (see `threadline.storage.cas.StoredFile`); `rows` is the row
+count of CSV/TSV/Parquet files, or null.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from threadline.errors import IntegrityError
+from threadline.storage.cas import StoredFile
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+FORMAT = "threadline.manifest/1"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a commit."""
+
+    path: str
+    key: str
+    size: int
+    chunks: int
+    executable: bool = False
+    rows: int | None = None
+
+    @property
+    def stored(self) -> StoredFile:
+        """The storage-layer handle of this file's content."""
+        return StoredFile(self.key, self.size, self.chunks)
+
+    def same_content(self, other: FileEntry) -> bool:
+        """Whether two entries hold the same bytes and mode."""
+        return (self.key, self.size, self.executable) == (other.key, other.size, other.executable)
+
+
+class Manifest:
+    """An immutable mapping of in-repo paths to file entries."""
+
+    def __init__(self, entries: Iterable[FileEntry] = ()) -> None:
+        self.files: dict[str, FileEntry] = {e.path: e for e in sorted(entries, key=lambda e: e.path)}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __iter__(self) -> Iterator[FileEntry]:
+        return iter(self.files.values())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Manifest) and self.files == other.files
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.files))
+
+    @property
+    def total_bytes(self) -> int:
+        """Sum of the files' sizes."""
+        return sum(e.size for e in self.files.values())
+
+    def get(self, path: str) -> FileEntry | None:
+        """The entry at exactly `path`."""
+        return self.files.get(path)
+
+    def under(self, prefix: str) -> list[FileEntry]:
+        """Entries inside folder `prefix` ("" for all), or the single file `prefix`."""
+        if not prefix:
+            return list(self.files.values())
+        if prefix in self.files:
+            return [self.files[prefix]]
+        start = prefix + "/"
+        return [e for p, e in self.files.items() if p.startswith(start)]
+
+    def is_dir(self, path: str) -> bool:
+        """Whether some file lives below `path`."""
+        start = path + "/"
+        return any(p.startswith(start) for p in self.files)
+
+    def encode(self) -> bytes:
+        """Canonical bytes (the same tree always gives the same bytes, hence the same key)."""
+        rows = [
+            [e.path, e.key, e.size, e.chunks, e.executable, e.rows] for e in self.files.values()
+        ]
+        return json.dumps({"files": rows, "format": FORMAT}, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, blob: bytes, key: str) -> Manifest:
+        """Parse manifest bytes, dispatching on the format id."""
+        try:
+            doc = json.loads(blob)
+            if doc.get("format") != FORMAT:
+                raise IntegrityError(
+                    f"manifest {key} has format {doc.get('format')!r}; upgrade threadline", key=key
+                )
+            return cls(FileEntry(p, k, s, c, bool(x), r) for p, k, s, c, x, r in doc["files"])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise IntegrityError(f"manifest {key} is malformed: {exc}", key=key) from exc

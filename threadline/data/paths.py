@@ -1,0 +1,78 @@
+"""Names and in-repo paths: checked once at the boundary so nothing can escape its root.
+
+Repo, branch and tag names are short slugs. Paths inside a repo are relative POSIX paths with no
+`.`/`..` segments, no empty segments, no backslashes, NUL or control characters; Unicode is
+normalised to NFC so that look-alike spellings of one name cannot become two files.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+from threadline.errors import InvalidArgument
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+MAX_PATH = 4096
+MAX_SEGMENT = 255
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """Return `name` if it is a valid repo/branch/tag name, else raise InvalidArgument."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name or name.endswith("."):
+        raise InvalidArgument(
+            f"invalid {what} {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def normalize_path(path: str, *, allow_root: bool = False) -> str:
+    """Return the canonical in-repo form of a user-supplied path, or raise InvalidArgument.
+
+    Args:
+        path: e.g. `data/x.csv`; a leading `./` and trailing `/` are tolerated.
+        allow_root: accept `""`, `.` and `/` as the repo root (for `ls` and sub-tree refs).
+    """
+    if not isinstance(path, str):
+        raise InvalidArgument(f"path must be a string, not {type(path).__name__}")
+    if "\x00" in path:
+        raise InvalidArgument(f"path {path!r} contains a NUL byte; remove it")
+    if _CONTROL_RE.search(path):
+        raise InvalidArgument(f"path {path!r} contains a control character; rename the file")
+    if "\\" in path:
+        raise InvalidArgument(f"path {path!r} contains a backslash; use '/' between folders")
+    if re.match(r"^[A-Za-z]:", path):
+        raise InvalidArgument(f"path {path!r} is a Windows absolute path; give a relative path")
+    if path.startswith("/") and path.strip("/"):
+        raise InvalidArgument(f"path {path!r} is absolute; give a path relative to the repo root")
+    text = unicodedata.normalize("NFC", path)
+    parts = [p for p in text.strip("/").split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise InvalidArgument(f"path {path!r} escapes the repository with '..'; remove it")
+    if not parts:
+        if allow_root:
+            return ""
+        raise InvalidArgument("empty path: name a file inside the repository")
+    if len(text) > MAX_PATH or any(len(p.encode()) > MAX_SEGMENT for p in parts):
+        raise InvalidArgument(f"path {path[:80]!r}... is too long (max {MAX_SEGMENT} bytes a name)")
+    return "/".join(parts)
+
+
+def join_inside(root: Path, rel: str) -> Path:
+    """`root / rel` for a normalised in-repo path, refusing anything that resolves outside root.
+
+    Symlinked folders inside `root` that point elsewhere are refused too: never follow a link
+    out of a checkout folder.
+    """
+    rel = normalize_path(rel)
+    target = root / rel
+    base = root.resolve()
+    resolved = target.parent.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise InvalidArgument(f"path {rel!r} would be written outside {root} (through a symlink)")
+    if target.is_symlink():
+        raise InvalidArgument(f"{target} is a symlink; remove it before writing there")
+    return target

@@ -1,0 +1,421 @@
+"""Data repositories: create, list, delete; resolve refs; commit; branches, tags, history.
+
+Write order (RELIABILITY.md): objects first (published packs are durable), then in one
+database transaction the commit record, its lineage edges and, last, the branch pointer moved
+by compare-and-swap. A crash before that transaction leaves only unreachable objects for gc;
+the transaction itself is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import blake3
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+
+from threadline.data.manifest import Manifest
+from threadline.data.model import CommitInfo, CommitResult, RefLogEntry, RepoInfo
+from threadline.data.paths import check_name
+from threadline.data.refs import RefSpec, parse_ref
+from threadline.data.statcache import StatCache
+from threadline.data.worktree import build_manifest, scan
+from threadline.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from threadline.lineage.graph import Edge, Node, add_edges
+from threadline.meta.models import CommitRow, RefLogRow, RefRow, RepoRow
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+
+    from sqlalchemy.orm import Session
+
+    from threadline.meta.db import Database
+    from threadline.storage.cas import ContentStore
+    from threadline.storage.locks import StoreLock
+
+COMMIT_KIND = "data_commit"
+MIN_PREFIX = 4
+
+
+def commit_node(commit_id: str) -> Node:
+    """The lineage node of a data commit."""
+    return Node(COMMIT_KIND, commit_id)
+
+
+def _commit_info(row: CommitRow, repo: str) -> CommitInfo:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    return CommitInfo(
+        row.id, repo, list(row.parents), row.manifest, row.message, row.author, created,
+        dict(row.meta), row.file_count, row.total_bytes,
+    )
+
+
+class Resolved:
+    """A ref resolved against the database: repo, commit (None on an empty branch), path."""
+
+    def __init__(self, spec: RefSpec, repo: RepoRow, commit: CommitInfo | None, branch: str | None):
+        self.spec = spec
+        self.repo = repo
+        self.commit = commit
+        self.branch = branch
+
+    @property
+    def path(self) -> str:
+        """The in-repo path the ref names ("" for the whole tree)."""
+        return self.spec.path or ""
+
+    def require_commit(self) -> CommitInfo:
+        """The commit, or NotFound if the branch has none yet."""
+        if self.commit is None:
+            raise NotFound(
+                f"{self.spec} has no commits yet; commit data with "
+                f"`threadline data commit {self.repo.name} PATH`"
+            )
+        return self.commit
+
+
+class DataRepos:
+    """Every data-repo operation that touches metadata.
+
+    Args:
+        db: metadata database.
+        content: the content-addressed store.
+        lock: the store lock (writers shared, gc exclusive).
+        stat_cache: path of the machine-local stat cache.
+        author: default author of commits and branch moves.
+    """
+
+    def __init__(
+        self, db: Database, content: ContentStore, lock: StoreLock, stat_cache: Path, author: str
+    ) -> None:
+        self.db = db
+        self.content = content
+        self.lock = lock
+        self.stat_cache_path = stat_cache
+        self.author = author
+        self._manifests: OrderedDict[str, Manifest] = OrderedDict()
+
+    # ----------------------------------------------------------------- repos
+    def _repo_row(self, session: Session, name: str) -> RepoRow:
+        row = session.scalar(select(RepoRow).where(RepoRow.name == check_name(name, "repo name")))
+        if row is None:
+            raise NotFound(f"data repo {name!r} does not exist; create it with "
+                           f"`threadline data create {name}`")
+        return row
+
+    def _repo_info(self, session: Session, row: RepoRow) -> RepoInfo:
+        refs = session.scalars(select(RefRow).where(RefRow.repo_id == row.id)).all()
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        return RepoInfo(
+            row.name, row.description, row.default_branch, created,
+            {r.name: r.commit_id for r in refs if r.kind == "branch"},
+            {r.name: r.commit_id or "" for r in refs if r.kind == "tag"},
+        )
+
+    def create(self, name: str, description: str = "", default_branch: str = "main") -> RepoInfo:
+        """Create an empty repo with its default branch."""
+        check_name(name, "repo name")
+        check_name(default_branch, "branch name")
+        try:
+            with self.db.session() as session, session.begin():
+                row = RepoRow(name=name, description=description, default_branch=default_branch,
+                              created_by=self.author, created_at=datetime.now(UTC))
+                session.add(row)
+                session.flush()
+                session.add(RefRow(repo_id=row.id, kind="branch", name=default_branch))
+                session.add(RefLogRow(repo_id=row.id, name=default_branch, action="create",
+                                      actor=self.author, message="repo created"))
+        except DBIntegrityError as exc:
+            raise AlreadyExists(f"data repo {name!r} exists already") from exc
+        return self.get(name)
+
+    def get(self, name: str) -> RepoInfo:
+        """One repo with its branches and tags."""
+        with self.db.session() as session:
+            return self._repo_info(session, self._repo_row(session, name))
+
+    def list(self) -> list[RepoInfo]:
+        """All repos, by name."""
+        with self.db.session() as session:
+            rows = session.scalars(select(RepoRow).order_by(RepoRow.name)).all()
+            return [self._repo_info(session, r) for r in rows]
+
+    def delete(self, name: str) -> None:
+        """Delete a repo's records; its objects are freed by the next `gc`."""
+        with self.db.session() as session, session.begin():
+            row = self._repo_row(session, name)
+            for table in (RefLogRow, RefRow, CommitRow):
+                session.execute(delete(table).where(table.repo_id == row.id))
+            session.delete(row)
+
+    # ------------------------------------------------------------------ refs
+    def resolve(self, ref: str | RefSpec) -> Resolved:
+        """Resolve `repo[@rev][~N][:path]` to a commit: branch first, then tag, then id prefix."""
+        spec = parse_ref(ref) if isinstance(ref, str) else ref
+        with self.db.session() as session:
+            repo = self._repo_row(session, spec.repo)
+            rev = spec.rev or repo.default_branch
+            refs = {(r.kind, r.name): r for r in session.scalars(
+                select(RefRow).where(RefRow.repo_id == repo.id, RefRow.name == rev))}
+            branch: str | None = None
+            commit_id: str | None
+            if ("branch", rev) in refs:
+                branch, commit_id = rev, refs[("branch", rev)].commit_id
+            elif ("tag", rev) in refs:
+                commit_id = refs[("tag", rev)].commit_id
+            else:
+                commit_id = self._by_prefix(session, repo, rev, str(spec))
+            commit = self._load_commit(session, repo, commit_id) if commit_id else None
+            for step in range(spec.back):
+                if commit is None or not commit.parents:
+                    raise NotFound(f"{spec} goes back {spec.back} commits but the history "
+                                   f"has only {step}")
+                commit = self._load_commit(session, repo, commit.parents[0])
+            return Resolved(spec, repo, commit, branch if not spec.back else None)
+
+    def _by_prefix(self, session: Session, repo: RepoRow, rev: str, ref: str) -> str:
+        lowered = rev.lower()
+        if len(lowered) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in lowered):
+            raise NotFound(f"{ref}: no branch or tag named {rev!r} in {repo.name!r}; "
+                           f"`threadline data list` shows them")
+        ids = session.scalars(select(CommitRow.id).where(
+            CommitRow.repo_id == repo.id, CommitRow.id.startswith(lowered)).limit(2)).all()
+        if not ids:
+            raise NotFound(f"{ref}: no branch, tag or commit {rev!r} in {repo.name!r}")
+        if len(ids) > 1:
+            raise InvalidArgument(f"{ref}: commit prefix {rev!r} is ambiguous; give more digits")
+        return ids[0]
+
+    def _load_commit(self, session: Session, repo: RepoRow, commit_id: str) -> CommitInfo:
+        row = session.get(CommitRow, commit_id)
+        if row is None or row.repo_id != repo.id:
+            raise NotFound(f"commit {commit_id[:12]} is not in data repo {repo.name!r}")
+        return _commit_info(row, repo.name)
+
+    def manifest(self, commit: CommitInfo) -> Manifest:
+        """The tree of a commit (the last few are kept in memory)."""
+        cached = self._manifests.get(commit.manifest)
+        if cached is None:
+            cached = Manifest.decode(self.content.get(commit.manifest), commit.manifest)
+            self._manifests[commit.manifest] = cached
+            while len(self._manifests) > 8:
+                self._manifests.popitem(last=False)
+        self._manifests.move_to_end(commit.manifest)
+        return cached
+
+    # ---------------------------------------------------------------- commit
+    def commit(
+        self,
+        ref: str,
+        paths: Sequence[Path],
+        message: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        prefix: str = "",
+        update: bool = False,
+        produced_by: Node | None = None,
+        allow_empty: bool = False,
+        progress: Callable[[int], None] | None = None,
+        author: str | None = None,
+    ) -> CommitResult:
+        """Commit local files onto a branch.
+
+        Args:
+            ref: `repo` or `repo@branch` (the branch must exist).
+            paths: files and folders; a folder contributes its contents.
+            message: what changed and why.
+            metadata: free JSON-ready data stored with the commit.
+            prefix: in-repo folder to place the files under.
+            update: keep the parent's files that `paths` do not replace (default: the commit's
+                tree is exactly `paths`).
+            produced_by: the run or step that made this data, recorded in lineage.
+            allow_empty: create a commit even if the tree equals the parent's.
+            progress: called with bytes processed.
+            author: overrides the configured author.
+        """
+        spec = parse_ref(ref)
+        if spec.back or spec.path is not None:
+            raise InvalidArgument(f"commit onto a branch (`repo@branch`), not {ref!r}")
+        try:
+            meta_json = json.loads(json.dumps(metadata or {}))
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"commit metadata must be JSON-serialisable: {exc}") from exc
+        files = scan(list(paths), prefix)
+        with self.lock.shared():
+            self.content.refresh()
+            target = self.resolve(spec)
+            if target.branch is None:
+                raise InvalidArgument(
+                    f"{ref} is not a branch; commit onto a branch or create one with "
+                    f"`threadline data branch {spec.repo} NAME --from {ref}`"
+                )
+            head = target.commit
+            cache = StatCache(self.stat_cache_path)
+            try:
+                with self.content.writer() as writer:
+                    manifest = build_manifest(files, writer, cache, progress)
+                    if update and head is not None:
+                        replaced = {e.path for e in manifest}
+                        kept = [e for e in self.manifest(head) if e.path not in replaced]
+                        manifest = Manifest([*kept, *manifest])
+                    manifest_key = writer.put_blob(manifest.encode())
+            finally:
+                cache.close()
+            if head is not None and head.manifest == manifest_key and not allow_empty:
+                return CommitResult(head, False, target.branch)
+            created = datetime.now(UTC)
+            record = {
+                "repo": spec.repo, "parents": [head.id] if head else [],
+                "manifest": manifest_key, "message": message, "author": author or self.author,
+                "created_at": created.isoformat(), "metadata": meta_json,
+            }
+            commit_id = blake3.blake3(
+                json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+            info = CommitInfo(commit_id, spec.repo, record["parents"], manifest_key, message,
+                              record["author"], created, meta_json, len(manifest),
+                              manifest.total_bytes)
+            self._publish(target.repo, target.branch, head.id if head else None, info, produced_by)
+            self._manifests[manifest_key] = manifest
+            return CommitResult(info, True, target.branch)
+
+    def _publish(
+        self, repo: RepoRow, branch: str, expected: str | None, info: CommitInfo,
+        produced_by: Node | None,
+    ) -> None:
+        edges = [Edge(commit_node(p), "parent_of", commit_node(info.id)) for p in info.parents]
+        if produced_by is not None:
+            edges.append(Edge(produced_by, "produced", commit_node(info.id)))
+        with self.db.session() as session, session.begin():
+            session.add(CommitRow(
+                id=info.id, repo_id=repo.id, parents=info.parents, manifest=info.manifest,
+                message=info.message, author=info.author, created_at=info.created_at,
+                meta=info.metadata, file_count=info.file_count, total_bytes=info.total_bytes,
+            ))
+            add_edges(session, edges)
+            session.flush()
+            self._move_branch(session, repo, branch, expected, info.id, "commit", info.author,
+                              info.message)
+
+    def _move_branch(
+        self, session: Session, repo: RepoRow, branch: str, expected: str | None, new: str,
+        action: str, actor: str, message: str,
+    ) -> None:
+        """Compare-and-swap the branch pointer and log the move, inside the caller's transaction."""
+        current = RefRow.commit_id == expected if expected else RefRow.commit_id.is_(None)
+        moved = session.execute(
+            update(RefRow)
+            .where(RefRow.repo_id == repo.id, RefRow.kind == "branch", RefRow.name == branch,
+                   current)
+            .values(commit_id=new, updated_at=datetime.now(UTC))
+        ).rowcount  # type: ignore[attr-defined]
+        if moved != 1:
+            winner = session.scalar(select(RefRow.commit_id).where(
+                RefRow.repo_id == repo.id, RefRow.kind == "branch", RefRow.name == branch))
+            raise Conflict(
+                f"branch {repo.name}@{branch} moved to {str(winner)[:12]} while this {action} "
+                f"was in progress (expected {str(expected)[:12]}); nothing was changed - "
+                "look at the new head and retry",
+                repo=repo.name, branch=branch, winner=winner,
+            )
+        session.add(RefLogRow(repo_id=repo.id, name=branch, old_commit=expected, new_commit=new,
+                              action=action, actor=actor, message=message,
+                              created_at=datetime.now(UTC)))
+
+    # ------------------------------------------------------------- history
+    def log(self, ref: str, limit: int = 100) -> list[CommitInfo]:
+        """Commits reachable from `ref` by first parents, newest first."""
+        target = self.resolve(ref)
+        out: list[CommitInfo] = []
+        commit = target.commit
+        with self.db.session() as session:
+            while commit is not None and len(out) < limit:
+                out.append(commit)
+                commit = (self._load_commit(session, target.repo, commit.parents[0])
+                          if commit.parents else None)
+        return out
+
+    def history(self, ref: str, limit: int = 100) -> list[RefLogEntry]:
+        """Every move of a branch, newest first."""
+        target = self.resolve(ref)
+        if target.branch is None:
+            raise InvalidArgument(f"{ref} is not a branch; history is kept for branches")
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(RefLogRow).where(RefLogRow.repo_id == target.repo.id,
+                                        RefLogRow.name == target.branch)
+                .order_by(RefLogRow.id.desc()).limit(limit)).all()
+        return [RefLogEntry(r.name, r.old_commit, r.new_commit, r.action, r.actor, r.message,
+                            r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC))
+                for r in rows]
+
+    # ------------------------------------------------------ branches & tags
+    def branch(self, repo: str, name: str, from_ref: str | None = None) -> RepoInfo:
+        """Create a branch at `from_ref` (default: the repo's default branch)."""
+        check_name(name, "branch name")
+        source = self.resolve(from_ref or repo)
+        if source.repo.name != repo:
+            raise InvalidArgument(f"--from {from_ref} is in another repo than {repo!r}")
+        commit_id = source.commit.id if source.commit else None
+        try:
+            with self.db.session() as session, session.begin():
+                session.add(RefRow(repo_id=source.repo.id, kind="branch", name=name,
+                                   commit_id=commit_id))
+                session.add(RefLogRow(repo_id=source.repo.id, name=name, new_commit=commit_id,
+                                      action="create", actor=self.author,
+                                      message=f"branched from {from_ref or repo}"))
+        except DBIntegrityError as exc:
+            raise AlreadyExists(f"{repo} already has a branch or tag named {name!r}") from exc
+        return self.get(repo)
+
+    def tag(self, repo: str, name: str, ref: str) -> RepoInfo:
+        """Create an immutable tag naming the commit `ref` resolves to."""
+        check_name(name, "tag name")
+        target = self.resolve(ref)
+        if target.repo.name != repo:
+            raise InvalidArgument(f"{ref} is in another repo than {repo!r}")
+        commit = target.require_commit()
+        try:
+            with self.db.session() as session, session.begin():
+                session.add(RefRow(repo_id=target.repo.id, kind="tag", name=name,
+                                   commit_id=commit.id))
+        except DBIntegrityError as exc:
+            raise AlreadyExists(f"{repo} already has a tag named {name!r}") from exc
+        return self.get(repo)
+
+    def rollback(self, branch_ref: str, to_ref: str, message: str = "") -> tuple[str | None, str]:
+        """Point a branch at an earlier commit; logged, and undone by rolling back again.
+
+        Returns (old head, new head). Nothing is copied: the branch pointer moves.
+        """
+        branch = self.resolve(branch_ref)
+        if branch.branch is None or branch.spec.path is not None:
+            raise InvalidArgument(f"{branch_ref} is not a branch (`repo@branch`)")
+        target = self.resolve(to_ref)
+        if target.repo.name != branch.repo.name:
+            raise InvalidArgument(f"{to_ref} is in another repo than {branch_ref}")
+        new = target.require_commit().id
+        old = branch.commit.id if branch.commit else None
+        with self.db.session() as session, session.begin():
+            self._move_branch(session, branch.repo, branch.branch, old, new, "rollback",
+                              self.author, message or f"rollback to {to_ref}")
+        return old, new
+
+    def undo(self, branch_ref: str) -> tuple[str | None, str]:
+        """Reverse the latest move of a branch (a commit, rollback or undo)."""
+        entries = self.history(branch_ref, limit=1)
+        if not entries or entries[0].old_commit is None:
+            raise InvalidArgument(f"{branch_ref} has no earlier state to go back to")
+        last = entries[0]
+        return self.rollback(branch_ref, f"{parse_ref(branch_ref).repo}@{last.old_commit}",
+                             message=f"undo {last.action} to {str(last.new_commit)[:12]}")
+
+    def all_commits(self) -> list[CommitInfo]:
+        """Every commit of every repo (the roots of reachability for gc and verify)."""
+        with self.db.session() as session:
+            names = dict(session.execute(select(RepoRow.id, RepoRow.name)).all())
+            return [_commit_info(r, names[r.repo_id]) for r in session.scalars(select(CommitRow))]

@@ -1,0 +1,73 @@
+"""The stat cache: skip re-reading files whose size, mtime and inode have not changed.
+
+Machine-local (it stores absolute paths), so it lives in the home's cache folder in its own
+SQLite file, never in the shared metadata database. Losing it only costs a re-hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+#: (size, mtime_ns, inode) of a file as last seen
+Fingerprint = tuple[int, int, int]
+#: (key, chunks, rows) of the file's content in the store
+Cached = tuple[str, int, "int | None"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stat_cache (
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,
+    key TEXT, chunks INTEGER, rows INTEGER
+)
+"""
+
+
+def fingerprint(st: os.stat_result) -> Fingerprint:
+    """What must be unchanged for a cached hash to still hold."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class StatCache:
+    """Maps absolute file paths to the stored content they had when last hashed."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=OFF")
+        self.conn.execute(_SCHEMA)
+
+    def lookup(self, paths: Iterable[str]) -> dict[str, tuple[Fingerprint, Cached]]:
+        """Cached entries for the given absolute paths (one query per 500 paths)."""
+        wanted = list(paths)
+        out: dict[str, tuple[Fingerprint, Cached]] = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.conn.execute(
+                f"SELECT path, size, mtime_ns, inode, key, chunks, rows "  # noqa: S608 - marks only
+                f"FROM stat_cache WHERE path IN ({marks})",
+                part,
+            ):
+                out[row[0]] = ((row[1], row[2], row[3]), (row[4], row[5], row[6]))
+        return out
+
+    def update(self, items: Iterable[tuple[str, Fingerprint, Cached]]) -> None:
+        """Remember what these files hashed to."""
+        rows = [(p, f[0], f[1], f[2], c[0], c[1], c[2]) for p, f, c in items]
+        if rows:
+            with contextlib.suppress(sqlite3.OperationalError):  # a cache may always miss
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO stat_cache VALUES (?,?,?,?,?,?,?)", rows
+                )
+
+    def close(self) -> None:
+        """Close the cache database."""
+        self.conn.close()

@@ -1,0 +1,5 @@
+"""Metadata: the SQLAlchemy schema, its Alembic migrations, and database connections."""
+
+from threadline.meta.db import Database
+
+__all__ = ["Database"]

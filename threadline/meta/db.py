@@ -1,0 +1,89 @@
+"""Database connections: engine set-up per dialect and schema migration on open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from threadline.errors import InvalidArgument, StorageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers run beside one writer; FULL sync makes a commit record durable before
+    # the call returns (the order promised in RELIABILITY.md); the busy timeout turns writer
+    # contention into waiting instead of "database is locked".
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+class Database:
+    """A metadata database: engine, session factory, schema at the latest revision.
+
+    Args:
+        url: SQLAlchemy URL (`sqlite:///path/meta.db`, `postgresql+psycopg://...`).
+        migrate: bring the schema to the latest revision on open.
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise InvalidArgument(f"cannot use database URL {url!r}: {exc}") from exc
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.upgrade()
+
+    def head_revision(self) -> str | None:
+        """The newest migration shipped with this version of threadline."""
+        return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+    def current_revision(self) -> str | None:
+        """The revision the database is at (None for an empty database)."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self) -> None:
+        """Apply pending migrations; a no-op (one query) when the schema is current."""
+        try:
+            if self.current_revision() == self.head_revision():
+                return
+            cfg = _alembic_config()
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot open metadata database {self.url}: {exc}") from exc
+
+    def session(self) -> Session:
+        """A new ORM session (use as a context manager)."""
+        return self.sessions()
+
+    def close(self) -> None:
+        """Dispose of pooled connections."""
+        self.engine.dispose()
