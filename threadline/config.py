@@ -7,6 +7,7 @@ point metadata and objects at shared engines instead of the embedded defaults.
 
 from __future__ import annotations
 
+import getpass
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +57,10 @@ def _default_author() -> str:
     explicit = os.environ.get(ENV_AUTHOR)
     if explicit:
         return explicit
-    for var in ("USER", "LOGNAME", "USERNAME"):
-        if os.environ.get(var):
-            return os.environ[var]
-    return "unknown"
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def settings_for(home: Path, env: dict[str, str] | None = None) -> Settings:

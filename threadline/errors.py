@@ -116,5 +116,5 @@ def http_status(error: ThreadlineError) -> int:
     """Return the HTTP status code for an error, walking its class hierarchy."""
     for cls in type(error).__mro__:
         if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]  # type: ignore[index]
+            return HTTP_STATUS[cls]
     return 500

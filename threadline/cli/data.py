@@ -180,7 +180,8 @@ def checkout(
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder.")] = False,
 ) -> None:
     """Write the files of a ref into a folder."""
-    from threadline.data.checkout import checkout as run, plan_checkout
+    from threadline.data.checkout import checkout as run
+    from threadline.data.checkout import plan_checkout
 
     data = repos()
     entries, _ = plan_checkout(data, ref)

@@ -52,11 +52,11 @@ def lineage(
 ) -> None:
     """Show the upstream or downstream lineage of a data commit."""
     from threadline.data.repos import commit_node
-    from threadline.lineage.graph import LineageGraph
+    from threadline.lineage.graph import Direction, LineageGraph
 
     data = repos()
     commit = data.resolve(ref).require_commit()
-    direction = "down" if down and not up else "up"
+    direction: Direction = "down" if down and not up else "up"
     edges = LineageGraph(data.db).edges(commit_node(commit.id), direction)
     if as_json:
         emit_json([{"from": str(e.source), "relation": e.relation, "to": str(e.target)}

@@ -22,7 +22,7 @@ def repo(name: str, *, create: bool = False, home: Path | None = None) -> Repo:
     return Repo(repos, name)
 
 
-def open(ref: str, *, home: Path | None = None) -> io.BufferedReader:  # noqa: A001 - SDK verb
+def open(ref: str, *, home: Path | None = None) -> io.BufferedReader:
     """A seekable binary stream of a committed file: `tl.data.open("sales@main:x.csv")`."""
     from threadline.data.tables import open_file
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from threadline.config import Settings, load_settings
 from threadline.data.repos import DataRepos
@@ -11,6 +11,9 @@ from threadline.meta.db import Database
 from threadline.storage.backend import open_object_store
 from threadline.storage.cas import ContentStore
 from threadline.storage.locks import StoreLock
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _cache: dict[Path, DataRepos] = {}
 _cache_lock = threading.Lock()

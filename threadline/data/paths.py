@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from threadline.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")

@@ -8,6 +8,7 @@ the transaction itself is all-or-nothing.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -138,7 +139,7 @@ class DataRepos:
         with self.db.session() as session:
             return self._repo_info(session, self._repo_row(session, name))
 
-    def list(self) -> list[RepoInfo]:
+    def list(self) -> builtins.list[RepoInfo]:
         """All repos, by name."""
         with self.db.session() as session:
             rows = session.scalars(select(RepoRow).order_by(RepoRow.name)).all()
@@ -327,10 +328,10 @@ class DataRepos:
                               created_at=datetime.now(UTC)))
 
     # ------------------------------------------------------------- history
-    def log(self, ref: str, limit: int = 100) -> list[CommitInfo]:
+    def log(self, ref: str, limit: int = 100) -> builtins.list[CommitInfo]:
         """Commits reachable from `ref` by first parents, newest first."""
         target = self.resolve(ref)
-        out: list[CommitInfo] = []
+        out: builtins.list[CommitInfo] = []
         commit = target.commit
         with self.db.session() as session:
             while commit is not None and len(out) < limit:
@@ -339,7 +340,7 @@ class DataRepos:
                           if commit.parents else None)
         return out
 
-    def history(self, ref: str, limit: int = 100) -> list[RefLogEntry]:
+    def history(self, ref: str, limit: int = 100) -> builtins.list[RefLogEntry]:
         """Every move of a branch, newest first."""
         target = self.resolve(ref)
         if target.branch is None:
@@ -414,7 +415,7 @@ class DataRepos:
         return self.rollback(branch_ref, f"{parse_ref(branch_ref).repo}@{last.old_commit}",
                              message=f"undo {last.action} to {str(last.new_commit)[:12]}")
 
-    def all_commits(self) -> list[CommitInfo]:
+    def all_commits(self) -> builtins.list[CommitInfo]:
         """Every commit of every repo (the roots of reachability for gc and verify)."""
         with self.db.session() as session:
             names = dict(session.execute(select(RepoRow.id, RepoRow.name)).all())

@@ -7,11 +7,11 @@ SQLite file, never in the shared metadata database. Losing it only costs a re-ha
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Iterable
     from pathlib import Path
 

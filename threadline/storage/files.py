@@ -67,10 +67,7 @@ def _hash_and_pack(writer: ContentWriter, unit: _Unit) -> _Result:
     view = memoryview(unit.buffer)
     keys = [hash_bytes(view[o : o + n]) for _, o, n, _ in unit.chunks]
     written = writer.pack.written
-    if writer.dry_run:
-        known = [True] * len(keys)
-    else:
-        known = writer.store.packs.contains(keys).tolist()
+    known = [True] * len(keys) if writer.dry_run else writer.store.packs.contains(keys).tolist()
     out: _Result = []
     for (idx, o, n, count), key, hit in zip(unit.chunks, keys, known):
         codec_id, payload = 0, None
@@ -128,7 +125,7 @@ def store_files(
                     if size <= SMALL_FILE:
                         data = fh.read()
                         base = len(small.buffer)
-                        small.buffer += data  # type: ignore[operator]
+                        small.buffer += data
                         cuts = [(c.offset, c.length) for c in chunker.cut_buf(data)] or [(0, 0)]
                         small.chunks.extend((idx, base + o, n, count) for o, n in cuts)
                         small.size += len(data)

@@ -220,7 +220,9 @@ class PackWriter:
         try:
             self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
-            raise StorageError(f"could not create {self._path}: {exc.strerror}", path=str(self._path)) from exc
+            raise StorageError(
+                f"could not create {self._path}: {exc.strerror}", path=str(self._path)
+            ) from exc
         self._size = 0
         self._entries = []
 

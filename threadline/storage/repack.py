@@ -68,10 +68,10 @@ def plan_repack(store: ContentStore, live: Set[bytes], grace_seconds: float) -> 
             plan.delete.append(name)
     indexed = {index_key(n) for n in store.packs.names()}
     for key, info in listed.items():
-        if key.endswith(".pack") and key[:-5] + ".idx" not in indexed:
-            if now - info.mtime >= grace_seconds:
-                plan.orphans.append(key)
-                plan.bytes_freed += info.size
+        orphan = key.endswith(".pack") and key[:-5] + ".idx" not in indexed
+        if orphan and now - info.mtime >= grace_seconds:
+            plan.orphans.append(key)
+            plan.bytes_freed += info.size
     return plan
 
 
