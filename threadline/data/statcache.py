@@ -7,11 +7,11 @@ SQLite file, never in the shared metadata database. Losing it only costs a re-ha
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import Iterable
     from pathlib import Path
 
@@ -45,9 +45,26 @@ class StatCache:
         self.conn.execute(_SCHEMA)
 
     def lookup(self, paths: Iterable[str]) -> dict[str, tuple[Fingerprint, Cached]]:
-        """Cached entries for the given absolute paths (one query per 500 paths)."""
-        wanted = list(paths)
+        """Cached entries for the given absolute paths.
+
+        Many paths under one folder (a scanned tree) are read with one range query over the
+        primary key; a few scattered paths with IN queries.
+        """
+        wanted = sorted(paths)
         out: dict[str, tuple[Fingerprint, Cached]] = {}
+        if len(wanted) > 1000:
+            common = os.path.commonpath(wanted)
+            if len(common) > 1:
+                low, high = common + "/", common + "0"  # "0" sorts right after "/"
+                want = set(wanted)
+                for row in self.conn.execute(
+                    "SELECT path, size, mtime_ns, inode, key, chunks, rows FROM stat_cache "
+                    "WHERE path >= ? AND path < ?",
+                    (low, high),
+                ):
+                    if row[0] in want:
+                        out[row[0]] = ((row[1], row[2], row[3]), (row[4], row[5], row[6]))
+                return out
         for i in range(0, len(wanted), 500):
             part = wanted[i : i + 500]
             marks = ",".join("?" * len(part))

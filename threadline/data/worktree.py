@@ -32,10 +32,10 @@ RACY_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class LocalFile:
-    """A file to commit: its in-repo path, where it is on disk, and its stat."""
+    """A file to commit: its in-repo path, its absolute path on disk, and its stat."""
 
     rel: str
-    source: Path
+    source: str
     st: os.stat_result
 
 
@@ -47,7 +47,7 @@ def scan(sources: Sequence[Path], prefix: str = "") -> list[LocalFile]:
     prefix = normalize_path(prefix, allow_root=True)
     found: dict[str, LocalFile] = {}
 
-    def add(rel: str, path: Path, st: os.stat_result) -> None:
+    def add(rel: str, path: str, st: os.stat_result) -> None:
         full = normalize_path(f"{prefix}/{rel}" if prefix else rel)
         if full in found:
             raise InvalidArgument(
@@ -64,15 +64,15 @@ def scan(sources: Sequence[Path], prefix: str = "") -> list[LocalFile]:
         if stat.S_ISLNK(st.st_mode):
             raise InvalidArgument(f"{source} is a symlink; commit the file or folder it points to")
         if stat.S_ISREG(st.st_mode):
-            add(source.name, source, st)
+            add(source.name, os.path.abspath(source), st)
         elif stat.S_ISDIR(st.st_mode):
-            _walk(source, "", add)
+            _walk(os.path.abspath(source), "", add)
         else:
             raise InvalidArgument(f"{source} is not a regular file or folder")
     return [found[k] for k in sorted(found)]
 
 
-def _walk(folder: Path, rel: str, add: Callable[[str, Path, os.stat_result], None]) -> None:
+def _walk(folder: str, rel: str, add: Callable[[str, str, os.stat_result], None]) -> None:
     with os.scandir(folder) as entries:
         for entry in entries:
             child_rel = f"{rel}/{entry.name}" if rel else entry.name
@@ -83,9 +83,9 @@ def _walk(folder: Path, rel: str, add: Callable[[str, Path, os.stat_result], Non
                 )
             if entry.is_dir(follow_symlinks=False):
                 if entry.name not in SKIPPED_DIRS:
-                    _walk(folder / entry.name, child_rel, add)
+                    _walk(entry.path, child_rel, add)
             elif entry.is_file(follow_symlinks=False):
-                add(child_rel, folder / entry.name, entry.stat(follow_symlinks=False))
+                add(child_rel, entry.path, entry.stat(follow_symlinks=False))
             else:
                 raise InvalidArgument(f"{entry.path} is not a regular file or folder")
 
@@ -120,7 +120,7 @@ def build_manifest(
     progress: Callable[[int], None] | None = None,
 ) -> Manifest:
     """Store the files' contents (skipping those the stat cache vouches for) into a manifest."""
-    abs_paths = [os.path.abspath(f.source) for f in files]
+    abs_paths = [f.source for f in files]
     cached = cache.lookup(abs_paths)
     hits: dict[int, tuple[str, int, int | None]] = {}
     for i, local in enumerate(files):

@@ -125,8 +125,11 @@ class ContentStore:
             view = memoryview(blob)
             for i, loc in members:
                 rel = loc.offset - start
-                raw = codec.decompress(loc.codec, bytes(view[rel : rel + loc.stored]), loc.raw)
-                if len(raw) != loc.raw or hash_bytes(raw) != keys[i]:
+                try:
+                    raw = codec.decompress(loc.codec, bytes(view[rel : rel + loc.stored]), loc.raw)
+                except IntegrityError:  # a damaged frame: report it like a hash mismatch
+                    raw = None
+                if raw is None or len(raw) != loc.raw or hash_bytes(raw) != keys[i]:
                     raise IntegrityError(
                         f"object {keys[i].hex()} is corrupt (pack {pack}, offset {loc.offset}); "
                         "run `threadline data verify` to list every damaged object",
