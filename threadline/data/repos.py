@@ -8,7 +8,6 @@ the transaction itself is all-or-nothing.
 
 from __future__ import annotations
 
-import builtins
 import json
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from threadline.lineage.graph import Edge, Node, add_edges
 from threadline.meta.models import CommitRow, RefLogRow, RefRow, RepoRow
 
 if TYPE_CHECKING:
+    import builtins
     from collections.abc import Callable, Sequence
     from pathlib import Path
 

@@ -80,7 +80,7 @@ def _hash_and_pack(writer: ContentWriter, unit: _Unit) -> _Result:
 
 def store_files(
     writer: ContentWriter,
-    paths: Sequence[Path],
+    paths: Sequence[str | Path],
     *,
     count_newlines: Callable[[int], bool] = lambda _i: False,
     progress: Callable[[int], None] | None = None,
