@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from threadline.data.paths import join_inside
+from threadline.data.paths import make_folder_inside, normalize_path
 from threadline.data.statcache import StatCache, fingerprint
 from threadline.errors import InvalidArgument, NotFound
 from threadline.storage.files import restore_files
@@ -48,16 +48,19 @@ def checkout(
         raise InvalidArgument(f"{dest} exists and is not a folder; choose another destination")
     if dest.is_dir() and any(dest.iterdir()) and not force:
         raise InvalidArgument(f"{dest} is not empty; choose an empty folder or pass --force")
+    was_empty = not dest.exists() or not any(dest.iterdir())
     dest.mkdir(parents=True, exist_ok=True)
     items = []
-    made: set[Path] = set()
+    checked: set[str] = set()
     for entry in entries:
-        rel = entry.path[len(strip) + 1 :] if strip else entry.path
-        target = join_inside(dest, rel)
-        if target.parent not in made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            made.add(target.parent)
-            join_inside(dest, rel)  # re-check now that the parents exist
+        rel = normalize_path(entry.path[len(strip) + 1 :] if strip else entry.path)
+        folder = rel.rpartition("/")[0]
+        if folder not in checked:  # each folder is created and checked once
+            make_folder_inside(dest, folder)
+            checked.add(folder)
+        target = dest / rel
+        if not was_empty and target.is_symlink():
+            raise InvalidArgument(f"{target} is a symlink; remove it before checking out there")
         items.append((entry.stored, target, 0o755 if entry.executable else 0o644))
     restore_files(repos.content, items, progress=progress)
     cache = StatCache(repos.stat_cache_path)

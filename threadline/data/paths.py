@@ -70,18 +70,20 @@ def normalize_path(path: str, *, allow_root: bool = False) -> str:
     return "/".join(parts)
 
 
-def join_inside(root: Path, rel: str) -> Path:
-    """`root / rel` for a normalised in-repo path, refusing anything that resolves outside root.
+def make_folder_inside(root: Path, rel_folder: str) -> Path:
+    """Create `root/rel_folder` one component at a time, refusing any symlinked component.
 
-    Symlinked folders inside `root` that point elsewhere are refused too: never follow a link
-    out of a checkout folder.
+    Used by checkout: a destination that already holds a symlink to elsewhere can never
+    redirect a write outside `root`.
     """
-    rel = normalize_path(rel)
-    target = root / rel
+    folder = root
+    for part in normalize_path(rel_folder, allow_root=True).split("/") if rel_folder else []:
+        folder = folder / part
+        if folder.is_symlink():
+            raise InvalidArgument(f"{folder} is a symlink; remove it before writing there")
+        folder.mkdir(exist_ok=True)
     base = root.resolve()
-    resolved = target.parent.resolve()
+    resolved = folder.resolve()
     if resolved != base and base not in resolved.parents:
-        raise InvalidArgument(f"path {rel!r} would be written outside {root} (through a symlink)")
-    if target.is_symlink():
-        raise InvalidArgument(f"{target} is a symlink; remove it before writing there")
-    return target
+        raise InvalidArgument(f"{rel_folder!r} would be written outside {root}")
+    return folder

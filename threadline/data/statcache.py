@@ -81,9 +81,11 @@ class StatCache:
         rows = [(p, f[0], f[1], f[2], c[0], c[1], c[2]) for p, f, c in items]
         if rows:
             with contextlib.suppress(sqlite3.OperationalError):  # a cache may always miss
+                self.conn.execute("BEGIN")
                 self.conn.executemany(
                     "INSERT OR REPLACE INTO stat_cache VALUES (?,?,?,?,?,?,?)", rows
                 )
+                self.conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close the cache database."""

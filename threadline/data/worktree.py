@@ -94,15 +94,10 @@ def _fingerprint(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _row_count(local: LocalFile, newlines: int | None) -> int | None:
+def _row_count(local: LocalFile, lines: int | None) -> int | None:
     name = local.rel.lower()
-    if name.endswith(LINE_TABLE_SUFFIXES) and newlines is not None:
-        if local.st.st_size == 0:
-            return 0
-        with open(local.source, "rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            unterminated = fh.read(1) != b"\n"
-        return max(newlines + int(unterminated) - 1, 0)
+    if name.endswith(LINE_TABLE_SUFFIXES) and lines is not None:
+        return max(lines - 1, 0)  # the header line is not a row
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq  # heavy: only when a Parquet file is committed
 
@@ -143,14 +138,14 @@ def build_manifest(
         stored = store_files(
             writer,
             [files[i].source for i in todo],
-            count_newlines=lambda j: wants_lines[j],
+            count_lines=lambda j: wants_lines[j],
             progress=progress,
         )
         now = time.time()
         updates = []
         for i, sf in zip(todo, stored):
             local = files[i]
-            rows = _row_count(local, sf.newlines)
+            rows = _row_count(local, sf.lines)
             executable = bool(local.st.st_mode & stat.S_IXUSR)
             entries[i] = FileEntry(local.rel, sf.key, sf.size, sf.chunks, executable, rows)
             if now - local.st.st_mtime > RACY_SECONDS and sf.size == local.st.st_size:

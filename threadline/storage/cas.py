@@ -53,13 +53,13 @@ class StoredFile:
         key: for a one-chunk file the hash of its bytes; otherwise the hash of its chunk list.
         size: length in bytes.
         chunks: number of chunks (1 for small files; 0 is never used, an empty file is 1 chunk).
-        newlines: count of b"\\n" in the file when it was asked for (row counts of CSV files).
+        lines: number of lines in the file when it was asked for (row counts of CSV files).
     """
 
     key: str
     size: int
     chunks: int
-    newlines: int | None = None
+    lines: int | None = None
 
 
 def encode_chunk_list(chunks: Sequence[tuple[bytes, int]]) -> bytes:

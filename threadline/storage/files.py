@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
 
 import pyfastcdc
 
@@ -51,38 +52,68 @@ def make_chunker() -> pyfastcdc.FastCDC:
     return pyfastcdc.FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
 
 
-@dataclass
-class _Unit:
-    """Chunks of one buffer for a worker: (file index, offset, length, count newlines)."""
+#: per-chunk line counting: not wanted, wanted, wanted and this is the file's last chunk
+NO_LINES, LINES, LINES_LAST = 0, 1, 2
+_local = threading.local()
 
-    buffer: bytes | bytearray
-    chunks: list[tuple[int, int, int, bool]] = field(default_factory=list)
-    size: int = 0
-
-
+#: (file index, buffer, offset, length, line flag)
+_Chunk = tuple[int, "bytes | bytearray", int, int, int]
+#: (file index, key, length, codec, payload if new else None, lines)
 _Result = list[tuple[int, bytes, int, int, "bytes | None", int]]
 
 
-def _hash_and_pack(writer: ContentWriter, unit: _Unit) -> _Result:
-    view = memoryview(unit.buffer)
-    keys = [hash_bytes(view[o : o + n]) for _, o, n, _ in unit.chunks]
+def _chunker() -> pyfastcdc.FastCDC:
+    chunker = getattr(_local, "chunker", None)
+    if chunker is None:  # FastCDC objects must not be shared between threads
+        chunker = _local.chunker = make_chunker()
+    return chunker
+
+
+def _cut(data: bytes | bytearray) -> list[tuple[int, int]]:
+    return [(c.offset, c.length) for c in _chunker().cut_buf(data)]
+
+
+def _hash_and_pack(writer: ContentWriter, chunks: list[_Chunk]) -> _Result:
+    """Hash chunks, ask the index which are new, compress only those, count lines if asked."""
+    keys = [hash_bytes(memoryview(buf)[o : o + n]) for _, buf, o, n, _ in chunks]
     written = writer.pack.written
     known = [True] * len(keys) if writer.dry_run else writer.store.packs.contains(keys).tolist()
     out: _Result = []
-    for (idx, o, n, count), key, hit in zip(unit.chunks, keys, known):
+    for (idx, buf, o, n, flag), key, hit in zip(chunks, keys, known):
         codec_id, payload = 0, None
         if not hit and key not in written:
-            codec_id, payload = codec.compress(view[o : o + n])
-        lines = unit.buffer.count(b"\n", o, o + n) if count else 0
+            codec_id, payload = codec.compress(memoryview(buf)[o : o + n])
+        lines = 0
+        if flag:
+            lines = buf.count(b"\n", o, o + n)
+            if flag == LINES_LAST and n and buf[o + n - 1] != 10:
+                lines += 1  # a last line without a terminating newline still counts
         out.append((idx, key, n, codec_id, payload, lines))
     return out
+
+
+def _read_small(writer: ContentWriter, files: list[tuple[int, str | Path, bool]]) -> _Result:
+    """Read, cut and store a batch of small files (reads run in parallel with other batches)."""
+    chunks: list[_Chunk] = []
+    for idx, path, count in files:
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise storage_error(exc, path, "read") from exc
+        cuts = _cut(data) or [(0, 0)]
+        flags = [LINES if count else NO_LINES] * len(cuts)
+        if count:
+            flags[-1] = LINES_LAST
+        chunks.extend((idx, data, o, n, f) for (o, n), f in zip(cuts, flags))
+    return _hash_and_pack(writer, chunks)
 
 
 def store_files(
     writer: ContentWriter,
     paths: Sequence[str | Path],
     *,
-    count_newlines: Callable[[int], bool] = lambda _i: False,
+    count_lines: Callable[[int], bool] = lambda _i: False,
     progress: Callable[[int], None] | None = None,
 ) -> list[StoredFile]:
     """Store files' contents through `writer`; return one StoredFile per path, in order.
@@ -90,96 +121,89 @@ def store_files(
     Args:
         writer: the batch the new chunks go into.
         paths: regular files to read.
-        count_newlines: called with a file's index; True to count its b"\\n" bytes.
+        count_lines: called with a file's index; True to count its lines (row counts of CSV).
         progress: called with the number of bytes just processed.
     """
     tune_allocator()
     store = writer.store
-    chunker = make_chunker()
     chunks: list[list[tuple[bytes, int]]] = [[] for _ in paths]
-    newlines = [0] * len(paths)
+    lines = [0] * len(paths)
     pending: deque[Future[_Result]] = deque()
 
     def drain(limit: int) -> None:
         while len(pending) > limit:
-            for idx, key, n, codec_id, payload, lines in pending.popleft().result():
+            for idx, key, n, codec_id, payload, count in pending.popleft().result():
                 if payload is not None:
                     writer.pack.add(key, n, codec_id, payload)
                 chunks[idx].append((key, n))
-                newlines[idx] += lines
+                lines[idx] += count
                 if progress:
                     progress(n)
 
     with ThreadPoolExecutor(store.workers, thread_name_prefix="tl-store") as pool:
 
-        def submit(unit: _Unit) -> None:
-            pending.append(pool.submit(_hash_and_pack, writer, unit))
+        def submit(fn: Callable[..., _Result], arg: object) -> None:
+            pending.append(pool.submit(fn, writer, arg))
             drain(store.workers * 2)
 
-        small = _Unit(bytearray())
+        small: list[tuple[int, str | Path, bool]] = []
+        small_bytes = 0
         for idx, path in enumerate(paths):
-            count = count_newlines(idx)
+            count = count_lines(idx)
             try:
+                size = os.stat(path).st_size
+                if size <= SMALL_FILE:
+                    small.append((idx, path, count))
+                    small_bytes += size
+                    if small_bytes >= BATCH_BYTES or len(small) >= 256:
+                        submit(_read_small, small)
+                        small, small_bytes = [], 0
+                    continue
                 with open(path, "rb", buffering=0) as fh:
-                    size = os.fstat(fh.fileno()).st_size
-                    if size <= SMALL_FILE:
-                        data = fh.read()
-                        base = len(small.buffer)
-                        small.buffer += data
-                        cuts = [(c.offset, c.length) for c in chunker.cut_buf(data)] or [(0, 0)]
-                        small.chunks.extend((idx, base + o, n, count) for o, n in cuts)
-                        small.size += len(data)
-                        if small.size >= BATCH_BYTES:
-                            submit(small)
-                            small = _Unit(bytearray())
-                        continue
-                    if small.chunks:
-                        submit(small)
-                        small = _Unit(bytearray())
-                    _stream_large(fh, idx, count, chunker, submit)
+                    _stream_large(fh, idx, count, lambda c: submit(_hash_and_pack, c))
             except OSError as exc:
                 raise storage_error(exc, path, "read") from exc
-        if small.chunks:
-            submit(small)
+        if small:
+            submit(_read_small, small)
         drain(0)
 
     results: list[StoredFile] = []
     for idx, file_chunks in enumerate(chunks):
         size = sum(n for _, n in file_chunks)
-        lines = newlines[idx] if count_newlines(idx) else None
+        counted = lines[idx] if count_lines(idx) else None
         if len(file_chunks) == 1:
-            results.append(StoredFile(file_chunks[0][0].hex(), size, 1, lines))
+            results.append(StoredFile(file_chunks[0][0].hex(), size, 1, counted))
         else:
             key = writer.put_blob(encode_chunk_list(file_chunks))
-            results.append(StoredFile(key, size, len(file_chunks), lines))
+            results.append(StoredFile(key, size, len(file_chunks), counted))
     return results
 
 
 def _stream_large(
-    fh: object, idx: int, count: bool, chunker: pyfastcdc.FastCDC, submit: Callable[[_Unit], None]
+    fh: BinaryIO, idx: int, count: bool, submit: Callable[[list[_Chunk]], None]
 ) -> None:
     """Cut a large file window by window; the possibly-truncated last chunk carries over."""
     carry = b""
+    flag = LINES if count else NO_LINES
     while True:
         buf = bytearray(len(carry) + WINDOW)
         buf[: len(carry)] = carry
         got = fh.readinto(memoryview(buf)[len(carry) :])  # type: ignore[attr-defined]
-        eof = got == 0
-        end = len(carry) + got
-        del buf[end:]
+        eof = not got
+        del buf[len(carry) + (got or 0) :]
         if not buf:
             return
-        cuts = [(c.offset, c.length) for c in chunker.cut_buf(buf)]
+        cuts = _cut(buf)
         if not eof and len(cuts) > 1:
             last_o, _ = cuts.pop()
             carry = bytes(buf[last_o:])
-        else:
-            carry = b""
-            if not eof:  # one chunk spans the window: keep reading before cutting
-                carry = bytes(buf)
-                continue
-        unit = _Unit(buf, [(idx, o, n, count) for o, n in cuts], sum(n for _, n in cuts))
-        submit(unit)
+        elif not eof:  # one chunk spans the window: keep reading before cutting
+            carry = bytes(buf)
+            continue
+        batch: list[_Chunk] = [(idx, buf, o, n, flag) for o, n in cuts]
+        if eof and count:
+            batch[-1] = (*batch[-1][:4], LINES_LAST)
+        submit(batch)
         if eof:
             return
 

@@ -133,7 +133,7 @@ class LocalObjectStore(ObjectStore):
         folders: set[Path] = set()
         for key, data in items:
             final = self._path(key)
-            if final.exists():
+            if final.is_file():  # a folder is no blob: os.replace below fails loudly
                 continue
             tmp = self.temps.new_path()
             try:
@@ -156,7 +156,7 @@ class LocalObjectStore(ObjectStore):
         final = self._path(key)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
+            if final.is_file():
                 path.unlink()
                 return
             os.replace(path, final)
@@ -185,7 +185,7 @@ class LocalObjectStore(ObjectStore):
         for key in keys:
             try:
                 yield key, self._path(key).read_bytes()
-            except FileNotFoundError as exc:
+            except (FileNotFoundError, IsADirectoryError) as exc:
                 raise NotFound(f"object {key} is missing from {self.root}") from exc
             except OSError as exc:
                 raise storage_error(exc, self._path(key), "read") from exc
@@ -208,7 +208,7 @@ class LocalObjectStore(ObjectStore):
 
     def exists_many(self, keys: Iterable[str]) -> set[str]:
         """Check each key with one stat."""
-        return {key for key in keys if self._path(key).exists()}
+        return {key for key in keys if self._path(key).is_file()}
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Walk the root (skipping the temp folder) and yield blobs under `prefix` in key order."""
