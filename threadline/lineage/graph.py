@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from threadline.errors import InvalidArgument
 from threadline.meta.models import LineageEdgeRow
@@ -71,10 +71,12 @@ def add_edges(session: Session, edges: Iterable[Edge]) -> None:
         )
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(LineageEdgeRow).on_conflict_do_nothing()
-    session.execute(stmt, rows)
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # only on PostgreSQL: its import is slow
+
+        session.execute(postgresql.insert(LineageEdgeRow).on_conflict_do_nothing(), rows)
+    else:
+        session.execute(sqlite.insert(LineageEdgeRow).on_conflict_do_nothing(), rows)
 
 
 _CLOSURE = """
