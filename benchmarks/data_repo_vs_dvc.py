@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKDIR = Path("/tmp/tlbench")
 SEED = 20240101
-GEN_VERSION = 1  # bump when the generated data changes, so cached copies are regenerated
+GEN_VERSION = 2  # bump when the generated data changes, so cached copies are regenerated
 MB = 1_000_000
 GB = 1_000_000_000
 EDIT_FRACTION = 0.01
@@ -189,10 +189,10 @@ def _filler_row(row: int, pad: int) -> bytes:
 def write_csv(path: Path, target: int, seed: int) -> int:
     """Write a CSV of exactly `target` bytes; return its number of data rows.
 
-    Chunks are generated two at a time in threads (Arrow and numpy release the GIL);
+    Chunks are generated a few at a time in threads (Arrow and numpy release the GIL);
     the last chunk is cut at a row boundary and one filler row makes up the exact size.
     """
-    min_filler = len(_filler_row(0, 0))
+    min_filler = len(_filler_row(10**12, 0))  # an upper bound: the id's width varies
     if target < len(CSV_HEADER) + min_filler + 1024:
         raise ValueError(f"CSV size {target} is too small; use at least 1 MiB")
     workers = max(1, min(4, os.cpu_count() or 1))
@@ -211,7 +211,7 @@ def write_csv(path: Path, target: int, seed: int) -> int:
                 cut = int(ends[keep - 1]) if keep else 0
                 out.write(buf[:cut])
                 written, rows = written + cut, rows + keep
-                out.write(_filler_row(rows, target - written - min_filler))
+                out.write(_filler_row(rows, target - written - len(_filler_row(rows, 0))))
                 return rows + 1
 
 
@@ -280,56 +280,33 @@ def _derive_csv_variants(ds: CsvDataset, seed: int) -> None:
 
 
 def ensure_csv_dataset(workdir: Path, size: int) -> CsvDataset:
-    """Generate (or reuse from an earlier run) the CSV versions for scenario A."""
+    """Generate (or reuse from an earlier run) the CSV versions for scenario A.
+
+    meta.json is written last and records the row counts and the three file sizes; the
+    cached files are reused only if it exists and every size still matches.
+    """
     folder = workdir / "data" / f"csv-{size}-v{GEN_VERSION}"
     meta_path = folder / "meta.json"
+    paths = (folder / "big.csv", folder / "big-edit.csv", folder / "big-append.csv")
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        ds = CsvDataset(
-            **{
-                k: Path(v) if k in ("original", "edited", "appended") else v
-                for k, v in meta["dataset"].items()
-            }
-        )
-        if all(
-            Path(p).exists() and Path(p).stat().st_size == meta["sizes"][name]
-            for name, p in (
-                ("original", ds.original),
-                ("edited", ds.edited),
-                ("appended", ds.appended),
-            )
-        ):
-            print(f"reusing cached CSV {ds.original} ({human_bytes(ds.size)})")
-            return ds
+        if all(p.exists() and p.stat().st_size == n for p, n in zip(paths, meta["sizes"])):
+            print(f"reusing cached CSV {paths[0]} ({human_bytes(size)})")
+            return CsvDataset(*paths, size, *meta["rows"])
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     t0 = time.perf_counter()
-    original = folder / "big.csv"
-    rows = write_csv(original, size, SEED)
+    rows = write_csv(paths[0], size, SEED)
     k = max(1, round(rows * EDIT_FRACTION))
-    ds = CsvDataset(
-        original,
-        folder / "big-edit.csv",
-        folder / "big-append.csv",
-        size,
-        rows,
-        rows // 2 - k // 2,
-        k,
-        k,
-    )
+    ds = CsvDataset(*paths, size, rows, rows // 2 - k // 2, k, k)
     _derive_csv_variants(ds, SEED)
-    sizes = {name: getattr(ds, name).stat().st_size for name in ("original", "edited", "appended")}
-    meta_path.write_text(
-        json.dumps(
-            {
-                "dataset": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(ds).items()},
-                "sizes": sizes,
-            },
-            indent=1,
-        )
-    )
+    meta = {
+        "sizes": [p.stat().st_size for p in paths],
+        "rows": [ds.rows, ds.edit_first_row, ds.edit_rows, ds.append_rows],
+    }
+    meta_path.write_text(json.dumps(meta))
     print(
-        f"generated CSV {original} ({human_bytes(size)}, {rows:,} rows) and its variants "
+        f"generated CSV {paths[0]} ({human_bytes(size)}, {rows:,} rows) and its variants "
         f"in {time.perf_counter() - t0:.1f} s"
     )
     return ds
@@ -526,7 +503,7 @@ class _TreeRssSampler(threading.Thread):
     larger of the two.
     """
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
         super().__init__(daemon=True)
         self.pid, self.interval, self.peak = pid, interval, 0
         self._stop_event = threading.Event()
@@ -1113,13 +1090,27 @@ def machine_info(
         if str(workdir).startswith(parts[1]) and len(parts[1]) > best:
             fs, best = parts[2], len(parts[1])
 
-    def version(exe: Path | None) -> str:
+    def version(exe: Path | None, dist: str) -> str:
         if exe is None:
             return "not run"
         try:
             return run_quiet([str(exe), "--version"], workdir, env).strip().splitlines()[-1]
         except (CommandFailed, OSError, IndexError):
+            pass
+        try:  # no --version: ask the interpreter named by the entry point's #! line
+            python = exe.read_text(errors="replace").splitlines()[0].removeprefix("#!").strip()
+            code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+            return run_quiet([python, "-c", code], workdir, env).strip()
+        except (CommandFailed, OSError, IndexError):
             return "unknown"
+
+    def git_rev() -> str:
+        try:
+            rev = run_quiet(["git", "rev-parse", "--short", "HEAD"], REPO_ROOT, env).strip()
+            dirty = run_quiet(["git", "status", "--porcelain", "--", "threadline"], REPO_ROOT, env)
+        except (CommandFailed, OSError):
+            return ""
+        return f" (git {rev}{', threadline/ modified' if dirty.strip() else ''})"
 
     return {
         "cpu": f"{cpu}, {os.cpu_count()} cores",
@@ -1127,8 +1118,8 @@ def machine_info(
         "os": platform.platform(),
         "python": platform.python_version(),
         "filesystem": f"{fs} ({workdir})",
-        "dvc": version(dvc),
-        "threadline": version(tl),
+        "dvc": version(dvc, "dvc"),
+        "threadline": version(tl, "threadline") + (git_rev() if tl else ""),
     }
 
 
@@ -1213,7 +1204,13 @@ def run_all(
     classes: dict[str, type[Workspace]] = {"threadline": ThreadlineWorkspace, "dvc": DvcWorkspace}
     order = sorted(exes, key=lambda t: t != "dvc")
     runs_dir = args.workdir / "runs"
-    remove(runs_dir)
+    remove(runs_dir)  # leftovers of an interrupted run
+    # Deleting many files on this kind of ext4 VM makes file creation right afterwards
+    # several times slower, so run folders are deleted at the end when the disk allows.
+    need = args.repeat * ((8 * ds.size if ds else 0) + (6 * tree.total_bytes if tree else 0))
+    defer_cleanup = shutil.disk_usage(args.workdir).free > 1.2 * need
+    if not defer_cleanup:
+        print(f"low disk space: deleting run folders as we go (needs ~{human_bytes(need)})")
     scenarios: list[tuple[str, str, Callable[[Workspace], None]]] = []
     if ds is not None:
         scenarios.append(("A", "big.csv", lambda ws: scenario_csv(ws, ds, results)))
@@ -1233,8 +1230,10 @@ def run_all(
                     print("  ERROR " + msg, file=sys.stderr)
                     results.errors.append(msg)
                 finally:
-                    if not args.keep:
+                    if not args.keep and not defer_cleanup:
                         remove(run_dir)
+    if not args.keep:
+        remove(runs_dir)
     return results
 
 
@@ -1251,7 +1250,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for exe in exes.values():  # warm the interpreters' files into the page cache, untimed
         subprocess.run([str(exe), "--help"], env=env, capture_output=True, check=False)
 
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5 * (os.cpu_count() or 1):
+        print(f"warning: the machine is busy (load {load_before:.2f}); timings will be noisy")
+    t0 = time.perf_counter()
     results = run_all(args, exes, env, ds, tree)
+    # Other work on the machine skews the ratios; record how busy it was, for the reader.
+    machine["load"] = (
+        f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
+        f"timed part took {time.perf_counter() - t0:.0f} s"
+    )
 
     rows = build_rows(results, args.csv_size, tree, list(exes))
     command = "python benchmarks/data_repo_vs_dvc.py " + " ".join(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from threadline.cli.output import console, emit_json, err_console, human, progress_bar, repos
@@ -48,7 +49,7 @@ def list_(as_json: JsonOpt = False) -> None:
     table = Table("repo", "branches", "tags", "description")
     for i in infos:
         branches = ", ".join(f"{b}={(c or '-')[:12]}" for b, c in sorted(i.branches.items()))
-        table.add_row(i.name, branches, ", ".join(sorted(i.tags)), i.description)
+        table.add_row(i.name, branches, ", ".join(sorted(i.tags)), escape(i.description))
     console.print(table)
 
 
@@ -95,7 +96,7 @@ def log(
         return
     for c in commits:
         console.print(f"[yellow]{c.short_id}[/yellow] {c.created_at:%Y-%m-%d %H:%M:%S} "
-                      f"{c.author}  {c.file_count} files {human(c.total_bytes)}  {c.message}")
+                      f"{escape(c.author)}  {c.file_count} files {human(c.total_bytes)}  {escape(c.message)}")
 
 
 @app.command()
@@ -157,7 +158,7 @@ def _show_diff(result: object, as_json: bool) -> None:
         rows = ""
         if (c.old and c.old.rows is not None) or (c.new and c.new.rows is not None):
             rows = f"  rows {c.old.rows if c.old else '-'} -> {c.new.rows if c.new else '-'}"
-        console.print(f"{marks[c.status]} {c.path}  {sizes}{rows}", soft_wrap=True)
+        console.print(f"{marks[c.status]} {escape(c.path)}  {sizes}{rows}", soft_wrap=True)
 
 
 @app.command()
@@ -188,7 +189,7 @@ def checkout(
     with progress_bar("checking out", sum(e.size for e in entries)) as advance:
         written = run(data, ref, dest, force=force, progress=advance)
     err_console.print(f"checked out {len(written)} files "
-                      f"({human(sum(e.size for e in written))}) into {dest}")
+                      f"({human(sum(e.size for e in written))}) into {escape(str(dest))}")
 
 
 @app.command()
@@ -204,7 +205,7 @@ def branch(
 def tag(repo: str, name: str, ref: str) -> None:
     """Tag the commit REF resolves to."""
     repos().tag(repo, name, ref)
-    err_console.print(f"tagged {ref} as {repo}@{name}")
+    err_console.print(f"tagged {escape(ref)} as {repo}@{name}")
 
 
 @app.command()
@@ -236,7 +237,7 @@ def history(ref: str, as_json: JsonOpt = False) -> None:
         return
     for e in entries:
         console.print(f"{e.created_at:%Y-%m-%d %H:%M:%S} {e.action:9} "
-                      f"{(e.old_commit or '-')[:12]} -> {(e.new_commit or '-')[:12]}  {e.message}")
+                      f"{(e.old_commit or '-')[:12]} -> {(e.new_commit or '-')[:12]}  {escape(e.message)}")
 
 
 @app.command()
@@ -249,7 +250,7 @@ def verify(repo: Annotated[str | None, typer.Argument()] = None, as_json: JsonOp
         emit_json(report.to_dict())
     else:
         for p in report.problems:
-            console.print(f"[red]{p.kind}[/red] {p.key[:16]} used by {p.used_by}")
+            console.print(f"[red]{p.kind}[/red] {p.key[:16]} used by {escape(p.used_by)}")
         err_console.print(f"checked {report.commits} commits, {report.files} files, "
                           f"{report.objects} objects ({human(report.bytes)}): "
                           + ("ok" if report.ok else f"{len(report.problems)} problems"))

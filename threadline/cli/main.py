@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from threadline.cli import data as data_cli
 from threadline.cli.output import emit_json, err_console, repos
@@ -72,11 +73,15 @@ def lineage(
 def main() -> None:
     """Run the CLI; a ThreadlineError becomes one red line and its exit code."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a command's `typer.Exit(code)` instead of exiting.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ThreadlineError as exc:
         if _state["verbose"]:
             traceback.print_exc()
-        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        # escape: messages quote user input (paths, refs), which must never be read as markup
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
@@ -91,5 +96,6 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _state["verbose"]:
             traceback.print_exc()
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (rerun with --verbose)")
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} "
+                          "(rerun with --verbose)")
         sys.exit(1)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING
 
 from threadline.data.paths import make_folder_inside, normalize_path
-from threadline.data.statcache import StatCache, fingerprint
+from threadline.data.statcache import StatCache, fingerprint, is_racy
 from threadline.errors import InvalidArgument, NotFound
 from threadline.storage.files import restore_files
 
@@ -63,11 +64,14 @@ def checkout(
             raise InvalidArgument(f"{target} is a symlink; remove it before checking out there")
         items.append((entry.stored, target, 0o755 if entry.executable else 0o644))
     restore_files(repos.content, items, progress=progress)
+    written_at = time.time()
     cache = StatCache(repos.stat_cache_path)
     try:  # a following status or commit of this folder needs no re-hash
+        stats = ((os.stat(path), path, e) for (_s, path, _m), e in zip(items, entries))
         cache.update(
-            (os.path.abspath(path), fingerprint(os.stat(path)), (e.key, e.chunks, e.rows))
-            for (_s, path, _m), e in zip(items, entries)
+            (os.path.abspath(path), fingerprint(st), (e.key, e.chunks, e.rows))
+            for st, path, e in stats
+            if not is_racy(st, written_at, fine_window=0.0)
         )
     finally:
         cache.close()

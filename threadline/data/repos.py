@@ -364,6 +364,7 @@ class DataRepos:
         commit_id = source.commit.id if source.commit else None
         try:
             with self.db.session() as session, session.begin():
+                self._refuse_taken_name(session, source.repo, name)
                 session.add(RefRow(repo_id=source.repo.id, kind="branch", name=name,
                                    commit_id=commit_id))
                 session.add(RefLogRow(repo_id=source.repo.id, name=name, new_commit=commit_id,
@@ -372,6 +373,14 @@ class DataRepos:
         except DBIntegrityError as exc:
             raise AlreadyExists(f"{repo} already has a branch or tag named {name!r}") from exc
         return self.get(repo)
+
+    def _refuse_taken_name(self, session: Session, repo: RepoRow, name: str) -> None:
+        # Branches and tags share one namespace: `resolve` tries branches first, so a branch
+        # named like a tag would silently hide the tag.
+        taken = session.scalar(select(RefRow.kind).where(RefRow.repo_id == repo.id,
+                                                         RefRow.name == name))
+        if taken is not None:
+            raise AlreadyExists(f"{repo.name} already has a {taken} named {name!r}")
 
     def tag(self, repo: str, name: str, ref: str) -> RepoInfo:
         """Create an immutable tag naming the commit `ref` resolves to."""
@@ -382,6 +391,7 @@ class DataRepos:
         commit = target.require_commit()
         try:
             with self.db.session() as session, session.begin():
+                self._refuse_taken_name(session, target.repo, name)
                 session.add(RefRow(repo_id=target.repo.id, kind="tag", name=name,
                                    commit_id=commit.id))
         except DBIntegrityError as exc:

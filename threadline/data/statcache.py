@@ -28,6 +28,24 @@ CREATE TABLE IF NOT EXISTS stat_cache (
 """
 
 
+#: a file modified this recently may still change within the same timestamp tick: such files
+#: are re-hashed next time instead of trusted (git's "racy" entries). Filesystems with whole-
+#: second timestamps (NFS, FAT, some network mounts) get the longer window.
+RACY_SECONDS_FINE = 0.05
+RACY_SECONDS_COARSE = 2.0
+
+
+def is_racy(st: os.stat_result, scanned_at: float, fine_window: float = RACY_SECONDS_FINE) -> bool:
+    """Whether `st` is too fresh, relative to when it was taken, for its hash to be cached.
+
+    Checkout passes `fine_window=0`: it wrote the bytes itself, so only whole-second
+    timestamps leave room for an unseen edit.
+    """
+    coarse = st.st_mtime_ns % 1_000_000_000 == 0
+    window = RACY_SECONDS_COARSE if coarse else fine_window
+    return scanned_at - st.st_mtime < window
+
+
 def fingerprint(st: os.stat_result) -> Fingerprint:
     """What must be unchanged for a cached hash to still hold."""
     return (st.st_size, st.st_mtime_ns, st.st_ino)

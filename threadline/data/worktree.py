@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from threadline.data.manifest import FileEntry, Manifest
 from threadline.data.paths import normalize_path
+from threadline.data.statcache import is_racy
 from threadline.errors import InvalidArgument, NotFound
 from threadline.storage.files import store_files
 
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
 SKIPPED_DIRS = frozenset({".threadline", ".git"})
 LINE_TABLE_SUFFIXES = (".csv", ".tsv")
-#: files modified this recently are re-hashed next time (their mtime may not have ticked yet)
-RACY_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,7 @@ class LocalFile:
     rel: str
     source: str
     st: os.stat_result
+    scanned_at: float
 
 
 def scan(sources: Sequence[Path], prefix: str = "") -> list[LocalFile]:
@@ -46,6 +46,7 @@ def scan(sources: Sequence[Path], prefix: str = "") -> list[LocalFile]:
     """
     prefix = normalize_path(prefix, allow_root=True)
     found: dict[str, LocalFile] = {}
+    started = time.time()
 
     def add(rel: str, path: str, st: os.stat_result) -> None:
         full = normalize_path(f"{prefix}/{rel}" if prefix else rel)
@@ -54,7 +55,7 @@ def scan(sources: Sequence[Path], prefix: str = "") -> list[LocalFile]:
                 f"two sources map to {full!r} ({found[full].source} and {path}); commit them "
                 "from different folders or use a prefix"
             )
-        found[full] = LocalFile(full, path, st)
+        found[full] = LocalFile(full, path, st, started)
 
     for source in sources:
         try:
@@ -141,14 +142,13 @@ def build_manifest(
             count_lines=lambda j: wants_lines[j],
             progress=progress,
         )
-        now = time.time()
         updates = []
         for i, sf in zip(todo, stored):
             local = files[i]
             rows = _row_count(local, sf.lines)
             executable = bool(local.st.st_mode & stat.S_IXUSR)
             entries[i] = FileEntry(local.rel, sf.key, sf.size, sf.chunks, executable, rows)
-            if now - local.st.st_mtime > RACY_SECONDS and sf.size == local.st.st_size:
+            if not is_racy(local.st, local.scanned_at) and sf.size == local.st.st_size:
                 updates.append((abs_paths[i], _fingerprint(local.st), (sf.key, sf.chunks, rows)))
         cache.update(updates)
     return Manifest(e for e in entries if e is not None)

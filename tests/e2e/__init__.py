@@ -1,0 +1,1 @@
+"""End-to-end tests: the user's workflow through the real CLI."""

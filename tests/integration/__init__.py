@@ -1,0 +1,1 @@
+"""Integration tests: real files, real subprocesses, real databases."""
