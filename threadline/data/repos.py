@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import blake3
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.exc import OperationalError as DBOperationalError
 
 from threadline.data.manifest import Manifest
 from threadline.data.model import CommitInfo, CommitResult, RefLogEntry, RepoInfo
@@ -23,7 +24,7 @@ from threadline.data.paths import check_name
 from threadline.data.refs import RefSpec, parse_ref
 from threadline.data.statcache import StatCache
 from threadline.data.worktree import build_manifest, scan
-from threadline.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from threadline.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, StorageError
 from threadline.lineage.graph import Edge, Node, add_edges
 from threadline.meta.models import CommitRow, RefLogRow, RefRow, RepoRow
 
@@ -291,6 +292,18 @@ class DataRepos:
         edges = [Edge(commit_node(p), "parent_of", commit_node(info.id)) for p in info.parents]
         if produced_by is not None:
             edges.append(Edge(produced_by, "produced", commit_node(info.id)))
+        try:
+            self._record(repo, branch, expected, info, edges)
+        except DBOperationalError as exc:  # disk full or I/O error under the database
+            raise StorageError(
+                f"could not record commit {info.short_id} in {self.db.url}: {exc.orig}; "
+                "nothing was published - fix the cause and retry",
+                path=self.db.url,
+            ) from exc
+
+    def _record(
+        self, repo: RepoRow, branch: str, expected: str | None, info: CommitInfo, edges: builtins.list[Edge]
+    ) -> None:
         with self.db.session() as session, session.begin():
             session.add(CommitRow(
                 id=info.id, repo_id=repo.id, parents=info.parents, manifest=info.manifest,

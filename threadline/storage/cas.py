@@ -229,7 +229,11 @@ class ContentWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self.finish()
-        else:
+        if exc_type is not None:
             self.abort()
+            return
+        try:
+            self.finish()
+        except BaseException:  # publishing failed (disk full, I/O error): leave no temp pack
+            self.abort()
+            raise
