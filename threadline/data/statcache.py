@@ -71,7 +71,8 @@ class StatCache:
         wanted = sorted(paths)
         out: dict[str, tuple[Fingerprint, Cached]] = {}
         if len(wanted) > 1000:
-            common = os.path.commonpath(wanted)
+            # the common prefix of the first and last of a sorted list is that of all of them
+            common = os.path.commonprefix([wanted[0], wanted[-1]]).rpartition("/")[0]
             if len(common) > 1:
                 low, high = common + "/", common + "0"  # "0" sorts right after "/"
                 want = set(wanted)

@@ -141,6 +141,7 @@ def build_manifest(
             [files[i].source for i in todo],
             count_lines=lambda j: wants_lines[j],
             progress=progress,
+            sizes=[files[i].st.st_size for i in todo],
         )
         updates = []
         for i, sf in zip(todo, stored):

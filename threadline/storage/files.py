@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 AVG_CHUNK = 128 << 10
 MIN_CHUNK = 32 << 10
 MAX_CHUNK = 512 << 10
-WINDOW = 16 << 20
+WINDOW = 8 << 20
 SMALL_FILE = 1 << 20
 BATCH_BYTES = 8 << 20
 EMPTY_KEY = hash_bytes(b"")
@@ -115,6 +115,7 @@ def store_files(
     *,
     count_lines: Callable[[int], bool] = lambda _i: False,
     progress: Callable[[int], None] | None = None,
+    sizes: Sequence[int] | None = None,
 ) -> list[StoredFile]:
     """Store files' contents through `writer`; return one StoredFile per path, in order.
 
@@ -123,6 +124,8 @@ def store_files(
         paths: regular files to read.
         count_lines: called with a file's index; True to count its lines (row counts of CSV).
         progress: called with the number of bytes just processed.
+        sizes: the files' sizes if the caller has stat'ed them already (a hint: a file that
+            changed size since is still stored whole).
     """
     tune_allocator()
     store = writer.store
@@ -151,7 +154,7 @@ def store_files(
         for idx, path in enumerate(paths):
             count = count_lines(idx)
             try:
-                size = os.stat(path).st_size
+                size = sizes[idx] if sizes is not None else os.stat(path).st_size
                 if size <= SMALL_FILE:
                     small.append((idx, path, count))
                     small_bytes += size
