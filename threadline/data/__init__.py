@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from threadline.data.connect import connect, default_repos
 from threadline.data.handles import Repo
+from threadline.data.tables import open_file
+from threadline.data.tables import read_table as _read_table
 
 if TYPE_CHECKING:
     import io
@@ -24,16 +26,12 @@ def repo(name: str, *, create: bool = False, home: Path | None = None) -> Repo:
 
 def open(ref: str, *, home: Path | None = None) -> io.BufferedReader:
     """A seekable binary stream of a committed file: `tl.data.open("sales@main:x.csv")`."""
-    from threadline.data.tables import open_file
-
     return open_file(default_repos(home), ref)
 
 
 def read_table(ref: str, *, pandas: bool = False, home: Path | None = None) -> Any:
     """A committed table file as Arrow (or pandas): `tl.data.read_table("sales@main:x.parquet")`."""
-    from threadline.data.tables import read_table as _read
-
-    return _read(default_repos(home), ref, pandas=pandas)
+    return _read_table(default_repos(home), ref, pandas=pandas)
 
 
 __all__ = ["Repo", "connect", "open", "read_table", "repo"]

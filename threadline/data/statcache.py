@@ -71,8 +71,10 @@ class StatCache:
         wanted = sorted(paths)
         out: dict[str, tuple[Fingerprint, Cached]] = {}
         if len(wanted) > 1000:
-            # the common prefix of the first and last of a sorted list is that of all of them
-            common = os.path.commonprefix([wanted[0], wanted[-1]]).rpartition("/")[0]
+            # the common prefix of the first and last of a sorted list is that of all of them;
+            # compared character by character, then cut back to a whole folder name
+            prefix = os.path.commonprefix([wanted[0], wanted[-1]])  # noqa: RUF071
+            common = prefix.rpartition("/")[0]
             if len(common) > 1:
                 low, high = common + "/", common + "0"  # "0" sorts right after "/"
                 want = set(wanted)

@@ -49,7 +49,7 @@ class StoredFileReader(io.RawIOBase):
     def _chunk(self, index: int) -> bytes:
         if self._cached is None or self._cached[0] != index:
             key, _ = self.chunks[index]
-            self._cached = (index, next(self.content._read_keys([key])))
+            self._cached = (index, next(self.content.read_chunks([key])))
         return self._cached[1]
 
     def readinto(self, buffer: Any) -> int:

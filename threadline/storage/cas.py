@@ -165,11 +165,12 @@ class ContentStore:
             batch.append(key)
             budget += size
             if budget >= 8 << 20:
-                yield from self._read_keys(batch)
+                yield from self.read_chunks(batch)
                 batch, budget = [], 0
-        yield from self._read_keys(batch)
+        yield from self.read_chunks(batch)
 
-    def _read_keys(self, keys: list[bytes]) -> Iterator[bytes]:
+    def read_chunks(self, keys: list[bytes]) -> Iterator[bytes]:
+        """Verified contents of 32-byte keys, in order, read with as few reads as possible."""
         if not keys:
             return
         data = self.read_located(list(enumerate(self.locate(keys))), keys)
