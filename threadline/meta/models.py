@@ -76,6 +76,9 @@ class RefRow(Base):
     commit_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+    # branches and tags share one namespace (a branch would hide a tag of the same name)
+    __table_args__ = (Index("uq_refs_repo_name", "repo_id", "name", unique=True),)
+
 
 class RefLogRow(Base):
     """One move of a branch: every commit, rollback and reset, so any state can be restored."""

@@ -310,6 +310,20 @@ def test_branch_name_cannot_shadow_a_tag(home: DataRepos, make_tree: MakeTree) -
     assert home.resolve("r@v1").commit == c1
 
 
+def test_database_refuses_a_branch_and_tag_of_one_name_even_past_the_check(
+    home: DataRepos, make_tree: MakeTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two processes can both pass the name check before either inserts; the unique index of
+    # migration 0002 must still refuse the second. The race is simulated by skipping the check.
+    home.create("r")
+    home.commit("r", [make_tree("src", {"a": b"1"})], "one")
+    home.tag("r", "v1", "r@main")
+    monkeypatch.setattr(DataRepos, "_refuse_taken_name", lambda *_args: None)
+    with pytest.raises(AlreadyExists, match="r already has a branch or tag named 'v1'"):
+        home.branch("r", "v1")
+    assert home.resolve("r@v1").branch is None  # still the tag
+
+
 def test_tag_of_empty_branch_and_cross_repo_refs(home: DataRepos, make_tree: MakeTree) -> None:
     home.create("r")
     home.create("other")

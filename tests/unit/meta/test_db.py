@@ -32,3 +32,27 @@ def test_reopening_a_current_database_is_a_no_op(tmp_path: Path) -> None:
         assert empty.current_revision() is None
     finally:
         empty.close()
+
+
+def test_a_database_at_an_older_revision_is_upgraded_on_open(tmp_path: Path) -> None:
+    from alembic import command
+
+    from threadline.meta.db import _alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Database(url, migrate=False)
+    cfg = _alembic_config()
+    with old.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    assert old.current_revision() == "0001"
+    old.close()
+
+    db = Database(url)
+    try:
+        assert db.current_revision() == SCHEMA_HEAD
+        with db.engine.connect() as conn:
+            indexes = conn.exec_driver_sql("PRAGMA index_list('refs')").all()
+        assert any(row[1] == "uq_refs_repo_name" and row[2] == 1 for row in indexes)
+    finally:
+        db.close()
