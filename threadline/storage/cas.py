@@ -109,6 +109,9 @@ class ContentStore:
     def locate(self, keys: Sequence[bytes]) -> list[Location]:
         """Locations of 32-byte keys; raise NotFound naming the first missing object."""
         locations = self.packs.locate(keys)
+        if None in locations:  # another process may have published packs since we loaded
+            self.packs.refresh()
+            locations = self.packs.locate(keys)
         for key, loc in zip(keys, locations):
             if loc is None:
                 raise NotFound(
