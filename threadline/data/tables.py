@@ -49,7 +49,7 @@ class StoredFileReader(io.RawIOBase):
     def _chunk(self, index: int) -> bytes:
         if self._cached is None or self._cached[0] != index:
             key, _ = self.chunks[index]
-            self._cached = (index, next(self.content.read_chunks([key])))
+            self._cached = (index, self.content.read_many([key])[0])
         return self._cached[1]
 
     def readinto(self, buffer: Any) -> int:

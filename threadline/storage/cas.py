@@ -120,10 +120,21 @@ class ContentStore:
                 )
         return locations  # type: ignore[return-value]
 
-    def read_located(self, items: Sequence[tuple[int, Location]], keys: Sequence[bytes]) -> dict[int, bytes]:
-        """Read, decompress and verify objects; `items` pairs an index into `keys` with its location."""
-        out: dict[int, bytes] = {}
-        for pack, start, length, members in coalesce(items):
+    def read_many(self, keys: Sequence[bytes]) -> list[bytes]:
+        """Verified contents of 32-byte keys, in order, read with as few reads as possible.
+
+        If a pack vanished under us (gc in another process rewrote it), the index is
+        re-loaded and the read retried once before the object is reported missing.
+        """
+        try:
+            return self._read(keys)
+        except NotFound:
+            self.packs.refresh()
+            return self._read(keys)
+
+    def _read(self, keys: Sequence[bytes]) -> list[bytes]:
+        out: list[bytes | None] = [None] * len(keys)
+        for pack, start, length, members in coalesce(enumerate(self.locate(keys))):
             (blob,) = self.objects.read_ranges(pack_key(pack), [(start, length)])
             view = memoryview(blob)
             for i, loc in members:
@@ -139,15 +150,11 @@ class ContentStore:
                         key=keys[i].hex(),
                     )
                 out[i] = raw
-        return out
+        return out  # type: ignore[return-value]  # every index was filled above
 
     def get_many(self, keys: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         """Yield (key, bytes) in the order asked, each verified against its hash."""
-        raw_keys = [parse_key(k) for k in keys]
-        locations = self.locate(raw_keys)
-        data = self.read_located(list(enumerate(locations)), raw_keys)
-        for i, key in enumerate(keys):
-            yield key, data[i]
+        yield from zip(keys, self.read_many([parse_key(k) for k in keys]))
 
     def get(self, key: str) -> bytes:
         """One verified object."""
@@ -159,26 +166,18 @@ class ContentStore:
             return [(parse_key(stored.key), stored.size)]
         return decode_chunk_list(self.get(stored.key), stored.key)
 
-    def iter_file(self, stored: StoredFile, start_chunk: int = 0) -> Iterator[bytes]:
+    def iter_file(self, stored: StoredFile) -> Iterator[bytes]:
         """Stream a stored file's chunks, verified, reading a few MiB at a time."""
-        chunks = self.chunk_list(stored)[start_chunk:]
         batch: list[bytes] = []
         budget = 0
-        for key, size in chunks:
+        for key, size in self.chunk_list(stored):
             batch.append(key)
             budget += size
             if budget >= 8 << 20:
-                yield from self.read_chunks(batch)
+                yield from self.read_many(batch)
                 batch, budget = [], 0
-        yield from self.read_chunks(batch)
-
-    def read_chunks(self, keys: list[bytes]) -> Iterator[bytes]:
-        """Verified contents of 32-byte keys, in order, read with as few reads as possible."""
-        if not keys:
-            return
-        data = self.read_located(list(enumerate(self.locate(keys))), keys)
-        for i in range(len(keys)):
-            yield data[i]
+        if batch:
+            yield from self.read_many(batch)
 
     def read_file(self, stored: StoredFile) -> bytes:
         """A whole stored file (for small files; stream large ones with `iter_file`)."""

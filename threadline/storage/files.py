@@ -227,8 +227,7 @@ def _write_chunks(
     store: ContentStore,
     work: list[tuple[_Target, int, bytes, int]],
 ) -> int:
-    keys = [key for _, _, key, _ in work]
-    data = store.read_located(list(enumerate(store.locate(keys))), keys)
+    data = store.read_many([key for _, _, key, _ in work])
     written = 0
     for i, (target, offset, _key, _n) in enumerate(work):
         chunk = data[i]

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import threadline as tl
+from threadline.data.maintenance import gc
 from threadline.errors import IntegrityError, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
@@ -123,6 +124,22 @@ def test_a_long_lived_handle_reads_what_another_process_committed(
     assert [e.rows for e in reader.ls()] == [1]
     with tl.data.open("shared:x.csv") as fh:
         assert fh.read() == b"a\n1\n"
+
+
+def test_a_long_lived_handle_survives_gc_rewriting_packs_elsewhere(
+    home: DataRepos, make_tree: MakeTree
+) -> None:
+    shared, dropped = random.Random(1).randbytes(50_000), random.Random(2).randbytes(50_000)
+    home.create("x")
+    home.commit("x", [make_tree("sx", {"a": shared, "b": dropped})], "x")  # one pack: a + b
+    reader = tl.data.repo("y", create=True)
+    reader.commit(make_tree("sy", {"a": shared}), message="y")  # reuses a from x's pack
+    assert [e.path for e in reader.ls()] == ["a"]  # the reader's index now knows x's pack
+    home.delete("x")
+    plan = gc(home, dry_run=False, grace_seconds=0)  # rewrites x's pack without b
+    assert plan.to_dict()["packs_rewritten"] == 1
+    with tl.data.open("y:a") as fh:
+        assert fh.read() == shared
 
 
 def test_repo_handle_and_html_reprs(sales: tl.data.Repo, make_tree: MakeTree) -> None:
