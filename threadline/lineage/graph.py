@@ -79,9 +79,11 @@ def add_edges(session: Session, edges: Iterable[Edge]) -> None:
         session.execute(sqlite.insert(LineageEdgeRow).on_conflict_do_nothing(), rows)
 
 
+# The casts give the seed row the columns' own types: PostgreSQL refuses a recursive query
+# whose non-recursive term is `text` while the recursive one is `varchar`.
 _CLOSURE = """
 WITH RECURSIVE closure(kind, id, depth) AS (
-    SELECT :kind, :id, 0
+    SELECT CAST(:kind AS VARCHAR(40)), CAST(:id AS VARCHAR(200)), 0
     UNION
     SELECT e.{next_kind}, e.{next_id}, c.depth + 1
     FROM lineage_edges e JOIN closure c ON e.{this_kind} = c.kind AND e.{this_id} = c.id
