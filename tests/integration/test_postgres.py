@@ -1,0 +1,116 @@
+"""The data repository on a real PostgreSQL server: migrations, commits, compare-and-swap,
+lineage closures, rollback and gc all work on the engine a shared deployment uses.
+
+The server is started by the test (initdb on loopback). Where PostgreSQL is not installed the
+tests are skipped with that reason, except in CI, which installs it and must run them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from itertools import count
+from typing import TYPE_CHECKING
+
+import pytest
+
+from threadline.config import init_home, settings_for
+from threadline.data import connect
+from threadline.data.checkout import checkout
+from threadline.data.maintenance import gc
+from threadline.data.repos import commit_node
+from threadline.data.verify import verify
+from threadline.errors import AlreadyExists, Conflict, NotFound
+from threadline.lineage import LineageGraph
+
+from .postgres import PostgresServer, find_bin
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from threadline.data.repos import DataRepos
+
+_names = count()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    bin_dir = find_bin()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed; .ci/run installs it (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="needs the postgres extra: pip install 'threadline[postgres]'")
+    server = PostgresServer.start(bin_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_home(postgres: PostgresServer, tmp_path: Path) -> Iterator[DataRepos]:
+    url = postgres.create_database(f"tl{next(_names)}")
+    init_home(tmp_path)
+    settings = settings_for(tmp_path / ".threadline", env={"THREADLINE_DATABASE_URL": url})
+    repos = connect(settings)
+    yield repos
+    repos.db.close()
+    repos.content.close()
+
+
+def _tree(root: Path, files: dict[str, bytes]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+def test_walkthrough_on_postgres(pg_home: DataRepos, tmp_path: Path) -> None:
+    repos = pg_home
+    assert repos.db.engine.dialect.name == "postgresql"
+    repos.create("sales")
+    one = repos.commit("sales", [_tree(tmp_path / "v1", {"x.csv": b"a\n1\n"})], "one").commit
+    two = repos.commit("sales", [_tree(tmp_path / "v2", {"x.csv": b"a\n1\n2\n"})], "two").commit
+    assert [c.id for c in repos.log("sales")] == [two.id, one.id]
+    assert repos.resolve(f"sales@{two.id[:8]}").require_commit() == two
+    assert repos.manifest(two).get("x.csv").rows == 2  # type: ignore[union-attr]
+
+    graph = LineageGraph(repos.db)
+    assert graph.closure(commit_node(two.id), "up") == {commit_node(one.id)}
+    assert graph.closure(commit_node(one.id), "down") == {commit_node(two.id)}
+
+    repos.tag("sales", "v1", f"sales@{one.id}")
+    with pytest.raises(AlreadyExists, match="already has a tag named 'v1'"):
+        repos.branch("sales", "v1")
+    repos.rollback("sales@main", "sales@v1")
+    assert repos.resolve("sales").require_commit().id == one.id
+    repos.undo("sales@main")
+    assert repos.resolve("sales").require_commit().id == two.id
+    checkout(repos, "sales@v1", tmp_path / "out")
+    assert (tmp_path / "out" / "x.csv").read_bytes() == b"a\n1\n"
+    assert verify(repos).ok
+
+    repos.delete("sales")
+    plan = gc(repos, dry_run=False, grace_seconds=0)
+    assert plan.objects_removed > 0
+    assert verify(repos).ok
+
+
+def test_compare_and_swap_conflict_on_postgres(pg_home: DataRepos, tmp_path: Path) -> None:
+    repos = pg_home
+    repos.create("r")
+    base = repos.commit("r", [_tree(tmp_path / "a", {"f": b"1"})], "base").commit
+    target = repos.resolve("r")
+    winner = repos.commit("r", [_tree(tmp_path / "b", {"f": b"2"})], "winner").commit
+    # A writer that read the head before the winner moved it loses the compare-and-swap, and
+    # its whole transaction (commit record, lineage) is rolled back.
+    stale = replace(winner, id="f" * 64, parents=[base.id], message="stale")
+    with pytest.raises(Conflict, match=rf"branch r@main moved to {winner.id[:12]} .*expected "
+                                       rf"{base.id[:12]}"):
+        repos._publish(target.repo, "main", base.id, stale, None)
+    assert repos.resolve("r").require_commit().id == winner.id
+    with pytest.raises(NotFound, match="no branch, tag or commit 'ffffffff'"):
+        repos.resolve("r@ffffffff")
