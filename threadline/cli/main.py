@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from threadline.cli import data as data_cli
+from threadline.cli import prep as prep_cli
 from threadline.cli.output import emit_json, err_console, repos
 from threadline.errors import ThreadlineError
 
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(prep_cli.app, name="prep")
 
 _state = {"verbose": False}
 

@@ -220,6 +220,7 @@ class DataRepos:
         prefix: str = "",
         update: bool = False,
         produced_by: Node | None = None,
+        derived_from: Sequence[tuple[Node, str]] = (),
         allow_empty: bool = False,
         progress: Callable[[int], None] | None = None,
         author: str | None = None,
@@ -235,6 +236,8 @@ class DataRepos:
             update: keep the parent's files that `paths` do not replace (default: the commit's
                 tree is exactly `paths`).
             produced_by: the run or step that made this data, recorded in lineage.
+            derived_from: (node, relation) pairs this data was made from, e.g. the input
+                commit of a preparation step; each becomes a lineage edge to the new commit.
             allow_empty: create a commit even if the tree equals the parent's.
             progress: called with bytes processed.
             author: overrides the configured author.
@@ -281,17 +284,19 @@ class DataRepos:
             info = CommitInfo(commit_id, spec.repo, record["parents"], manifest_key, message,
                               record["author"], created, meta_json, len(manifest),
                               manifest.total_bytes)
-            self._publish(target.repo, target.branch, head.id if head else None, info, produced_by)
+            self._publish(target.repo, target.branch, head.id if head else None, info, produced_by,
+                          derived_from)
             self._manifests[manifest_key] = manifest
             return CommitResult(info, True, target.branch)
 
     def _publish(
         self, repo: RepoRow, branch: str, expected: str | None, info: CommitInfo,
-        produced_by: Node | None,
+        produced_by: Node | None, derived_from: Sequence[tuple[Node, str]] = (),
     ) -> None:
         edges = [Edge(commit_node(p), "parent_of", commit_node(info.id)) for p in info.parents]
         if produced_by is not None:
             edges.append(Edge(produced_by, "produced", commit_node(info.id)))
+        edges += [Edge(node, relation, commit_node(info.id)) for node, relation in derived_from]
         try:
             self._record(repo, branch, expected, info, edges)
         except DBOperationalError as exc:  # disk full or I/O error under the database

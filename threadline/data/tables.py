@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from threadline.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from threadline.data.manifest import FileEntry
     from threadline.data.repos import DataRepos
     from threadline.storage.cas import ContentStore
@@ -80,6 +82,39 @@ def file_entry(repos: DataRepos, ref: str) -> FileEntry:
 def open_file(repos: DataRepos, ref: str) -> io.BufferedReader:
     """A buffered, seekable binary stream of a committed file."""
     return io.BufferedReader(StoredFileReader(repos.content, file_entry(repos, ref)), 1 << 20)
+
+
+TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".ndjson", ".json")
+
+
+def iter_batches(repos: DataRepos, ref: str, *, batch_rows: int = 65_536) -> Iterator[Any]:
+    """Stream a committed table as pyarrow RecordBatches, in bounded memory.
+
+    Parquet is read row group by row group and CSV/TSV block by block; JSON Lines files are
+    read whole (pyarrow has no streaming JSON reader), then sliced.
+    """
+    import pyarrow.csv as pacsv  # heavy: only for table reads
+    import pyarrow.parquet as pq
+
+    entry = file_entry(repos, ref)
+    name = entry.path.lower()
+    if not name.endswith(TABLE_SUFFIXES):
+        raise InvalidArgument(
+            f"{ref}: cannot read {entry.path!r} as a table; use .parquet, .csv, .tsv or .jsonl"
+        )
+    with open_file(repos, ref) as fh:
+        if name.endswith(".parquet"):
+            yield from pq.ParquetFile(fh).iter_batches(batch_size=batch_rows)
+        elif name.endswith((".csv", ".tsv")):
+            delimiter = "\t" if name.endswith(".tsv") else ","
+            reader = pacsv.open_csv(
+                fh,
+                read_options=pacsv.ReadOptions(block_size=8 << 20),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            )
+            yield from reader
+        else:
+            yield from read_table(repos, ref).to_batches(max_chunksize=batch_rows)
 
 
 def read_table(repos: DataRepos, ref: str, *, pandas: bool = False) -> Any:

@@ -1,0 +1,95 @@
+"""`threadline prep ...`: parse, show, delegate to `threadline.prep`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from threadline.cli.output import console, emit_json, err_console, repos
+from threadline.errors import InvalidArgument
+
+app = typer.Typer(help="Data preparation steps, each recorded as a commit.", no_args_is_help=True)
+
+
+def parse_fractions(text: str) -> dict[str, float]:
+    """`train=0.8,validation=0.2` -> {"train": 0.8, "validation": 0.2}."""
+    out: dict[str, float] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not name.strip():
+            raise InvalidArgument(
+                f"--fractions item {item!r} is not NAME=NUMBER; e.g. train=0.8,validation=0.2"
+            )
+    return out
+
+
+@app.command()
+def split(
+    ref: Annotated[str, typer.Argument(help="A table: REPO@REV:PATH")],
+    into: Annotated[str, typer.Option("--into", help="REPO[@BRANCH] for the parts")],
+    fractions: Annotated[str, typer.Option(help="e.g. train=0.8,validation=0.1,test=0.1")],
+    by: Annotated[str | None, typer.Option("--by", help="Hash these key columns (stable).")] = None,
+    stratify: Annotated[str | None, typer.Option(help="Exact proportions per label.")] = None,
+    time: Annotated[str | None, typer.Option("--time", help="Split by this time column.")] = None,
+    cutoffs: Annotated[str | None, typer.Option(help="With --time: ISO dates, comma-separated.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the assignment.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Split a table into parts (train/validation/test), committed with their profiles."""
+    from threadline.prep.split import SplitSpec
+    from threadline.prep.steps import split as run
+
+    chosen = [name for name, value in (("--by", by), ("--stratify", stratify), ("--time", time))
+              if value]
+    if len(chosen) > 1:
+        raise InvalidArgument(f"choose one of {', '.join(chosen)}")
+    if by:
+        spec = SplitSpec(parse_fractions(fractions), method="hash",
+                         by=tuple(c.strip() for c in by.split(",")), seed=seed)
+    elif stratify:
+        spec = SplitSpec(parse_fractions(fractions), method="stratify", stratify=stratify, seed=seed)
+    elif time:
+        spec = SplitSpec(parse_fractions(fractions), method="time", time_column=time,
+                         cutoffs=tuple(c.strip() for c in (cutoffs or "").split(",") if c.strip()),
+                         seed=seed)
+    else:
+        spec = SplitSpec(parse_fractions(fractions), method="random", seed=seed)
+    result = run(repos(), ref, into, spec)
+    if as_json:
+        emit_json({"commit": result.commit.id, "created": result.created, **result.report})
+        return
+    rows = ", ".join(f"{part}={n:,}" for part, n in result.report["rows"].items())
+    err_console.print(f"split {escape(ref)} ({spec.method}): {rows}")
+    sys.stdout.write(result.commit.id + "\n")
+
+
+@app.command()
+def profile(
+    ref: Annotated[str, typer.Argument(help="A table: REPO@REV:PATH")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per-column statistics of a committed table, in one streaming pass."""
+    from threadline.prep.steps import profile as run
+
+    result = run(repos(), ref)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    table = Table("column", "kind", "count", "nulls", "distinct", "min", "max", "mean", "top")
+    for name, col in result.columns.items():
+        top = ", ".join(f"{v} ({n})" for v, n in (col.top or [])[:3])
+        mean = f"{col.mean:.4g}" if isinstance(col.mean, float) else ""
+        table.add_row(escape(name), col.kind, f"{col.count:,}", f"{col.nulls:,}",
+                      f"{col.distinct:,}" if col.distinct is not None else "",
+                      escape(str(col.min if col.min is not None else "")),
+                      escape(str(col.max if col.max is not None else "")), mean, escape(top))
+    console.print(f"{escape(ref)}: {result.rows:,} rows")
+    console.print(table)

@@ -1,0 +1,1 @@
+"""Data preparation: profiles and splits of committed tables, each step recorded as a commit."""
