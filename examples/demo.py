@@ -2,7 +2,9 @@
 
 Runs in a fresh temporary folder (or the folder given as the first argument): creates a
 Threadline home, commits a generated training table, edits it, compares versions, checks one
-out, rolls the branch back and forward, verifies the store and shows storage accounting.
+out, rolls the branch back and forward, verifies the store, shows storage accounting, then
+profiles the table and splits it into train / validation / test with lineage back to the raw
+commit.
 Later capabilities (preparation, pipelines, training, serving, monitoring) extend this script.
 """
 
@@ -101,6 +103,20 @@ def main(workdir: Path) -> None:
                   f"compression x{usage.compression_ratio:.2f})")
     if not report.ok:
         sys.exit(1)
+
+    step("7. prepare: profile the table, split it into train / validation / test")
+    profile = tl.prep.profile("churn@main:customers.csv")
+    spend = profile.columns["monthly_spend"]
+    console.print(f"profile: {profile.rows:,} rows; monthly_spend mean {spend.mean:.2f}, "
+                  f"std {spend.std:.2f}; region top {profile.columns['region'].top[:2]}")
+    tl.data.repo("churn-splits", create=True)
+    result = tl.prep.split("churn@main:customers.csv", into="churn-splits",
+                           fractions={"train": 0.8, "validation": 0.1, "test": 0.1},
+                           by=["customer_id"])  # a customer keeps its split as data grows
+    console.print(f"split commit {result.commit.short_id}: {result.report['rows']}")
+    for e in LineageGraph(repo.repos.db).edges(Node("data_commit", result.commit.id), "up"):
+        console.print(escape(f"  {e.source.kind}:{e.source.id[:12]} -[{e.relation}]-> "
+                             f"{e.target.id[:12]}"))
     console.print("[bold green]demo complete[/bold green]")
 
 

@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "data", "init", "lineage"]
+__all__ = ["__version__", "data", "init", "lineage", "prep"]
 
 
 def init(folder: str | None = None) -> str:
@@ -26,6 +26,6 @@ def init(folder: str | None = None) -> str:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("data", "lineage"):
+    if name in ("data", "lineage", "prep"):
         return importlib.import_module(f"threadline.{name}")
     raise AttributeError(f"module 'threadline' has no attribute {name!r}")

@@ -44,24 +44,17 @@ def split(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Split a table into parts (train/validation/test), committed with their profiles."""
-    from threadline.prep.split import SplitSpec
+    from threadline.prep.steps import make_spec
     from threadline.prep.steps import split as run
 
-    chosen = [name for name, value in (("--by", by), ("--stratify", stratify), ("--time", time))
-              if value]
-    if len(chosen) > 1:
-        raise InvalidArgument(f"choose one of {', '.join(chosen)}")
-    if by:
-        spec = SplitSpec(parse_fractions(fractions), method="hash",
-                         by=tuple(c.strip() for c in by.split(",")), seed=seed)
-    elif stratify:
-        spec = SplitSpec(parse_fractions(fractions), method="stratify", stratify=stratify, seed=seed)
-    elif time:
-        spec = SplitSpec(parse_fractions(fractions), method="time", time_column=time,
-                         cutoffs=tuple(c.strip() for c in (cutoffs or "").split(",") if c.strip()),
-                         seed=seed)
-    else:
-        spec = SplitSpec(parse_fractions(fractions), method="random", seed=seed)
+    spec = make_spec(
+        parse_fractions(fractions),
+        by=[c.strip() for c in by.split(",")] if by else (),
+        stratify=stratify,
+        time_column=time,
+        cutoffs=[c.strip() for c in (cutoffs or "").split(",") if c.strip()],
+        seed=seed,
+    )
     result = run(repos(), ref, into, spec)
     if as_json:
         emit_json({"commit": result.commit.id, "created": result.created, **result.report})

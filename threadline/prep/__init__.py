@@ -1,1 +1,41 @@
 """Data preparation: profiles and splits of committed tables, each step recorded as a commit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from threadline.data.connect import default_repos
+from threadline.prep import steps
+from threadline.prep.ops import StepResult
+from threadline.prep.profile import TableProfile
+from threadline.prep.split import SplitSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+
+def profile(ref: str, *, home: Path | None = None) -> TableProfile:
+    """Profile a committed table: `tl.prep.profile("raw@main:customers.csv")`."""
+    return steps.profile(default_repos(home), ref)
+
+
+def split(
+    ref: str,
+    *,
+    into: str,
+    fractions: dict[str, float],
+    by: Sequence[str] = (),
+    stratify: str | None = None,
+    time_column: str | None = None,
+    cutoffs: Sequence[str] = (),
+    seed: int = 0,
+    home: Path | None = None,
+) -> StepResult:
+    """Split a committed table into parts committed into `into` (see `steps.make_spec`)."""
+    spec = steps.make_spec(fractions, by=by, stratify=stratify, time_column=time_column,
+                           cutoffs=cutoffs, seed=seed)
+    return steps.split(default_repos(home), ref, into, spec)
+
+
+__all__ = ["SplitSpec", "StepResult", "TableProfile", "profile", "split"]

@@ -17,12 +17,41 @@ from threadline.prep.profile import TableProfile
 from threadline.prep.split import SplitReport, SplitSpec, split_table
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
     import pyarrow as pa
 
     from threadline.data.repos import DataRepos
+
+
+def make_spec(
+    fractions: dict[str, float],
+    *,
+    by: Sequence[str] = (),
+    stratify: str | None = None,
+    time_column: str | None = None,
+    cutoffs: Sequence[str] = (),
+    seed: int = 0,
+) -> SplitSpec:
+    """The split definition the options describe.
+
+    `by` hashes key columns (a row keeps its part as the data grows), `stratify` keeps exact
+    label proportions, `time_column` with `cutoffs` splits by time, and none of them gives a
+    seeded random split. Giving more than one is an error.
+    """
+    chosen = [name for name, value in (("by", by), ("stratify", stratify),
+                                       ("time_column", time_column)) if value]
+    if len(chosen) > 1:
+        raise InvalidArgument(f"choose one split method, not {' and '.join(chosen)}")
+    if by:
+        return SplitSpec(fractions, method="hash", by=tuple(by), seed=seed)
+    if stratify:
+        return SplitSpec(fractions, method="stratify", stratify=stratify, seed=seed)
+    if time_column:
+        return SplitSpec(fractions, method="time", time_column=time_column, cutoffs=tuple(cutoffs),
+                         seed=seed)
+    return SplitSpec(fractions, method="random", seed=seed)
 
 
 def _schema(repos: DataRepos, ref: str) -> pa.Schema:

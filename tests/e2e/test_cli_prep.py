@@ -1,0 +1,60 @@
+"""`threadline prep ...` through the real CLI: profile, split by each method, bad options."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .conftest import Shell
+
+
+def _setup(shell: Shell) -> None:
+    shell.run("init")
+    shell.run("data", "create", "raw")
+    shell.run("data", "create", "splits")
+    src = shell.cwd / "src"
+    src.mkdir()
+    rows = [f"c{i},{i % 5},{'yes' if i % 3 == 0 else 'no'},2025-{1 + i % 12:02d}-15"
+            for i in range(3000)]
+    (src / "t.csv").write_text("id,score,label,day\n" + "\n".join(rows) + "\n")
+    shell.run("data", "commit", "raw", "src", "-m", "raw")
+
+
+def test_profile_and_split_through_the_cli(shell: Shell) -> None:
+    _setup(shell)
+    prof = shell.json("prep", "profile", "raw:t.csv")
+    assert prof["rows"] == 3000
+    assert prof["format"] == "threadline.profile/1"
+    shown = shell.run("prep", "profile", "raw:t.csv").stdout
+    assert "3,000 rows" in shown
+
+    out = shell.json("prep", "split", "raw:t.csv", "--into", "splits",
+                     "--fractions", "train=0.9,test=0.1", "--stratify", "label")
+    assert out["rows"] == {"train": 2700, "test": 300}
+    listing = {e["path"]: e["rows"] for e in shell.json("data", "ls", "splits")}
+    assert listing["train.parquet"] == 2700
+    assert listing["test.parquet"] == 300
+    assert "_threadline/split.json" in listing
+
+    by_time = shell.json("prep", "split", "raw:t.csv", "--into", "splits",
+                         "--fractions", "early=0.5,late=0.5", "--time", "day",
+                         "--cutoffs", "2025-07-01")
+    assert by_time["rows"] == {"early": 1500, "late": 1500}
+    lineage = shell.run("lineage", "splits", "--up").stdout
+    assert "-[prep.split]->" in lineage
+
+
+def test_bad_split_options_fail_with_one_line_and_commit_nothing(shell: Shell) -> None:
+    _setup(shell)
+    cases = [
+        (["--fractions", "train=0.8,test=0.3"], "sum to 1.1, not 1"),
+        (["--fractions", "train=0.8,test"], "is not NAME=NUMBER"),
+        (["--fractions", "a=0.5,b=0.5", "--by", "nope"], "split column 'nope' is not in the table"),
+        (["--fractions", "a=0.5,b=0.5", "--by", "id", "--stratify", "label"],
+         "choose one split method"),
+    ]
+    for options, message in cases:
+        result = shell.run("prep", "split", "raw:t.csv", "--into", "splits", *options, code=2)
+        assert result.stderr.startswith("error:"), result.stderr
+        assert message in result.stderr.replace("\n", " ")
+    assert shell.json("data", "log", "splits") == []
