@@ -58,3 +58,19 @@ def test_bad_split_options_fail_with_one_line_and_commit_nothing(shell: Shell) -
         assert result.stderr.startswith("error:"), result.stderr
         assert message in result.stderr.replace("\n", " ")
     assert shell.json("data", "log", "splits") == []
+
+
+def test_ingest_through_the_cli(shell: Shell) -> None:
+    shell.run("init")
+    shell.run("data", "create", "raw")
+    exports = shell.cwd / "exports"
+    exports.mkdir()
+    (exports / "a.csv").write_text("id,v\n1,x\n2,y\n")
+    (exports / "b.jsonl").write_text('{"id": 3, "v": "z"}\n')
+    out = shell.json("prep", "ingest", "exports/*.csv", "--into", "raw")
+    assert out["total_rows"] == 2
+    out = shell.json("prep", "ingest", "exports", "--into", "raw")
+    assert out["table_rows"] == 3
+    assert shell.json("prep", "profile", f"raw:{out['parts'][0]['part']}")["rows"] in (1, 2)
+    missing = shell.run("prep", "ingest", "nope/*.csv", "--into", "raw", code=3)
+    assert missing.stderr.startswith("error:")

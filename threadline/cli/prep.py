@@ -65,6 +65,33 @@ def split(
 
 
 @app.command()
+def ingest(
+    sources: Annotated[list[str] | None, typer.Argument(help="Files, folders or globs")] = None,
+    into: Annotated[str, typer.Option("--into", help="REPO[@BRANCH] of the table")] = "",
+    url: Annotated[str | None, typer.Option(help="Database URL for --query")] = None,
+    query: Annotated[str | None, typer.Option(help="SQL query to ingest")] = None,
+    replace: Annotated[bool, typer.Option(help="Replace the table instead of appending")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Ingest CSV/TSV/JSON Lines/Parquet files or a SQL query into a repo as Parquet parts."""
+    from threadline.prep.steps import ingest as run
+
+    if not into:
+        raise InvalidArgument("name the target with --into REPO[@BRANCH]")
+    result = run(repos(), into, sources=sources or (), url=url, query=query, replace=replace)
+    if as_json:
+        emit_json({"commit": result.commit.id, "created": result.created, **result.report})
+        return
+    if result.created:
+        err_console.print(f"ingested {result.report['total_rows']:,} rows in "
+                          f"{len(result.report['parts'])} parts; the table has "
+                          f"{result.report['table_rows']:,} rows")
+    else:
+        err_console.print(f"nothing new: {escape(into)} already holds these sources")
+    sys.stdout.write(result.commit.id + "\n")
+
+
+@app.command()
 def profile(
     ref: Annotated[str, typer.Argument(help="A table: REPO@REV:PATH")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -15,6 +15,19 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+def ingest(
+    into: str,
+    *sources: str,
+    url: str | None = None,
+    query: str | None = None,
+    replace: bool = False,
+    home: Path | None = None,
+) -> StepResult:
+    """Ingest files or a SQL query as Parquet parts: `tl.prep.ingest("raw", "exports/*.csv")`."""
+    return steps.ingest(default_repos(home), into, sources=sources, url=url, query=query,
+                        replace=replace)
+
+
 def profile(ref: str, *, home: Path | None = None) -> TableProfile:
     """Profile a committed table: `tl.prep.profile("raw@main:customers.csv")`."""
     return steps.profile(default_repos(home), ref)
@@ -38,4 +51,4 @@ def split(
     return steps.split(default_repos(home), ref, into, spec)
 
 
-__all__ = ["SplitSpec", "StepResult", "TableProfile", "profile", "split"]
+__all__ = ["SplitSpec", "StepResult", "TableProfile", "ingest", "profile", "split"]

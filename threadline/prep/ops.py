@@ -47,34 +47,41 @@ def run_step(
     repos: DataRepos,
     *,
     step: str,
-    input_ref: str,
+    input_ref: str | None,
     into: str,
     params: dict[str, Any],
     produce: Callable[[Path], dict[str, Any]],
     message: str | None = None,
+    update: bool = False,
 ) -> StepResult:
     """Run `produce(folder)` and commit the folder it filled into `into`.
 
     Args:
         repos: the data layer.
         step: the step's name, e.g. "split".
-        input_ref: the data the step reads (resolved once, so the step sees one commit).
+        input_ref: the data the step reads (resolved once, so the step sees one commit), or
+            None for a step whose input is outside Threadline (ingest); `params` then says
+            where the data came from.
         into: `repo[@branch]` the output is committed to.
         params: the step's parameters, stored with the output so it can be re-run exactly.
         produce: writes the output files into the folder it is given; returns the report.
         message: commit message (default: "<step> of <input>").
+        update: keep the files of the branch's head that the output does not replace (an
+            append) instead of making the output the whole tree.
     """
-    source = repos.resolve(input_ref).require_commit()
+    source = repos.resolve(input_ref).require_commit() if input_ref is not None else None
     scratch = Path(tempfile.mkdtemp(prefix=f"tl-{step}-"))
     try:
         report = produce(scratch)
+        inputs = {"ref": input_ref, "commit": source.id} if source else None
+        default = f"{step} of {input_ref} ({source.short_id})" if source else step
         result = repos.commit(
             into,
             [scratch],
-            message or f"{step} of {input_ref} ({source.short_id})",
-            metadata={"step": step, "params": params,
-                      "input": {"ref": input_ref, "commit": source.id}, "report": report},
-            derived_from=[(commit_node(source.id), f"prep.{step}")],
+            message or default,
+            metadata={"step": step, "params": params, "input": inputs, "report": report},
+            derived_from=[(commit_node(source.id), f"prep.{step}")] if source else (),
+            update=update,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

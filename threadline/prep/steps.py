@@ -6,12 +6,23 @@ their profiles and its own definition under `_threadline/`, and commits through 
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-from threadline.data.tables import file_entry, iter_batches
+from threadline.data.tables import file_entry, iter_batches, open_file
 from threadline.errors import InvalidArgument
+from threadline.prep.ingest import (
+    IngestReport,
+    ingest_files,
+    ingest_query,
+    resolve_sources,
+    schema_from_dict,
+    schema_to_dict,
+)
 from threadline.prep.ops import META_DIR, StepResult, run_step, write_json
 from threadline.prep.profile import TableProfile
 from threadline.prep.split import SplitReport, SplitSpec, split_table
@@ -98,3 +109,74 @@ def split(
 
     return run_step(repos, step="split", input_ref=ref, into=into, params=spec.to_dict(),
                     produce=produce, message=message)
+
+
+def _head_json(repos: DataRepos, into: str, name: str) -> dict[str, Any] | None:
+    """A JSON file under `_threadline/` at the head of `into`, or None (empty branch, no file)."""
+    target = repos.resolve(into)
+    if target.commit is None or repos.manifest(target.commit).get(f"{META_DIR}/{name}") is None:
+        return None
+    with open_file(repos, f"{target.spec.repo}@{target.commit.id}:{META_DIR}/{name}") as fh:
+        loaded: dict[str, Any] = json.load(fh)
+        return loaded
+
+
+def ingest(
+    repos: DataRepos,
+    into: str,
+    *,
+    sources: Sequence[str] = (),
+    url: str | None = None,
+    query: str | None = None,
+    replace: bool = False,
+    message: str | None = None,
+) -> StepResult:
+    """Ingest files (CSV, TSV, JSON Lines, Parquet; files, folders, globs) or a SQL query.
+
+    Each source becomes a Parquet part named after its content, so appending (the default)
+    adds parts for new sources and stores nothing for sources seen before. The table's schema
+    is inferred from the first ingest and recorded in `_threadline/schema.json`; later sources
+    are cast to it or refused with the column and types named. `_threadline/profile.json` is
+    the profile of the whole table, updated by merging in the profile of the new parts.
+    With `replace`, the ingested sources become the whole table.
+    """
+    if bool(sources) == bool(query):
+        raise InvalidArgument("ingest either files (SOURCE...) or a query (--url and --query)")
+    if query is not None and not url:
+        raise InvalidArgument("--query needs --url: the database to run it on")
+    paths = resolve_sources(list(sources)) if sources else []
+    previous_schema = None if replace else _head_json(repos, into, "schema.json")
+    previous_profile = None if replace else _head_json(repos, into, "profile.json")
+    target = repos.resolve(into)
+    existing = set()
+    if target.commit is not None and not replace:
+        existing = {e.path for e in repos.manifest(target.commit)}
+
+    def produce(folder: Path) -> dict[str, Any]:
+        schema = schema_from_dict(previous_schema) if previous_schema else None
+        report: IngestReport = (
+            ingest_files(paths, folder, schema=schema) if paths
+            else ingest_query(url or "", query or "", folder)
+        )
+        whole = TableProfile.from_dict(previous_profile) if previous_profile else None
+        for part in report.parts:
+            if part.part in existing:
+                continue  # already in the table: its rows are in the previous profile
+            part_profile = TableProfile.from_batches(pq.ParquetFile(folder / part.part).iter_batches())
+            whole = part_profile if whole is None else whole.merge(part_profile)
+        if whole is None:
+            whole = TableProfile.from_table(report.schema.empty_table())
+        write_json(folder / META_DIR / "schema.json", schema_to_dict(report.schema))
+        write_json(folder / META_DIR / "profile.json", whole.to_dict())
+        return {**report.to_dict(), "table_rows": whole.rows}
+
+    if paths:
+        params: dict[str, Any] = {"sources": list(sources), "replace": replace}
+    else:
+        try:
+            masked = make_url(url or "").render_as_string(hide_password=True)
+        except ArgumentError as exc:
+            raise InvalidArgument(f"--url is not a database URL: {exc}") from exc
+        params = {"url": masked, "query": query, "replace": replace}
+    return run_step(repos, step="ingest", input_ref=None, into=into, params=params,
+                    produce=produce, message=message, update=not replace)
