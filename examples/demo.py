@@ -3,8 +3,8 @@
 Runs in a fresh temporary folder (or the folder given as the first argument): creates a
 Threadline home, commits a generated training table, edits it, compares versions, checks one
 out, rolls the branch back and forward, verifies the store, shows storage accounting, then
-profiles the table and splits it into train / validation / test with lineage back to the raw
-commit.
+ingests an export with duplicate rows, de-duplicates, profiles and splits it into train /
+validation / test, with lineage from the raw data to the splits.
 Later capabilities (preparation, pipelines, training, serving, monitoring) extend this script.
 """
 
@@ -104,16 +104,27 @@ def main(workdir: Path) -> None:
     if not report.ok:
         sys.exit(1)
 
-    step("7. prepare: profile the table, split it into train / validation / test")
-    profile = tl.prep.profile("churn@main:customers.csv")
+    step("7. prepare: ingest an export with duplicates, de-duplicate, profile, split")
+    export = workdir / "export"
+    export.mkdir()
+    rows = (raw / "customers.csv").read_text().splitlines()
+    (export / "customers-2026-11-27.csv").write_text("\n".join(rows + rows[1:301]) + "\n")
+    for name in ("churn-raw", "churn-clean", "churn-splits"):
+        tl.data.repo(name, create=True)
+    ingested = tl.prep.ingest("churn-raw", str(export))
+    console.print(f"ingest: {ingested.report['total_rows']:,} rows as Parquet parts")
+    part = ingested.report["parts"][0]["part"]
+    clean = tl.prep.dedupe(f"churn-raw:{part}", into="churn-clean", keep_removed=True)
+    console.print(f"dedupe: kept {clean.report['rows_kept']:,}, removed {clean.report['removed']}")
+    profile = tl.prep.profile(f"churn-clean:{part}")
     spend = profile.columns["monthly_spend"]
     console.print(f"profile: {profile.rows:,} rows; monthly_spend mean {spend.mean:.2f}, "
                   f"std {spend.std:.2f}; region top {profile.columns['region'].top[:2]}")
-    tl.data.repo("churn-splits", create=True)
-    result = tl.prep.split("churn@main:customers.csv", into="churn-splits",
+    result = tl.prep.split(f"churn-clean:{part}", into="churn-splits",
                            fractions={"train": 0.8, "validation": 0.1, "test": 0.1},
                            by=["customer_id"])  # a customer keeps its split as data grows
-    console.print(f"split commit {result.commit.short_id}: {result.report['rows']}")
+    console.print(f"split: {result.report['rows']}")
+    console.print("lineage of the splits, back to the raw export:")
     for e in LineageGraph(repo.repos.db).edges(Node("data_commit", result.commit.id), "up"):
         console.print(escape(f"  {e.source.kind}:{e.source.id[:12]} -[{e.relation}]-> "
                              f"{e.target.id[:12]}"))

@@ -74,3 +74,18 @@ def test_ingest_through_the_cli(shell: Shell) -> None:
     assert shell.json("prep", "profile", f"raw:{out['parts'][0]['part']}")["rows"] in (1, 2)
     missing = shell.run("prep", "ingest", "nope/*.csv", "--into", "raw", code=3)
     assert missing.stderr.startswith("error:")
+
+
+def test_dedupe_through_the_cli(shell: Shell) -> None:
+    _setup(shell)
+    shell.run("data", "create", "clean")
+    src = shell.cwd / "src" / "t.csv"
+    src.write_text(src.read_text() + "c1,1,no,2025-02-15\nc1,1,no,2025-02-15\n")
+    shell.run("data", "commit", "raw", "src", "-m", "with duplicates")
+    out = shell.json("prep", "dedupe", "raw:t.csv", "--into", "clean", "--keep-removed")
+    assert out["rows_in"] == 3002
+    assert out["removed"] == {"exact": 2}
+    by_key = shell.json("prep", "dedupe", "raw:t.csv", "--into", "clean", "--keys", "label")
+    assert by_key["rows_kept"] == 2
+    bad = shell.run("prep", "dedupe", "raw:t.csv", "--into", "clean", "--keep", "sometimes", code=2)
+    assert bad.stderr.startswith("error:")

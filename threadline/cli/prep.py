@@ -92,6 +92,33 @@ def ingest(
 
 
 @app.command()
+def dedupe(
+    ref: Annotated[str, typer.Argument(help="A table: REPO@REV:PATH")],
+    into: Annotated[str, typer.Option("--into", help="REPO[@BRANCH] for the result")],
+    keys: Annotated[str | None, typer.Option(help="Key columns (default: whole rows)")] = None,
+    keep: Annotated[str, typer.Option(help="first, last or latest:COLUMN")] = "first",
+    near: Annotated[str | None, typer.Option(help="Text column for near-duplicates")] = None,
+    threshold: Annotated[float, typer.Option(help="Jaccard similarity for --near")] = 0.8,
+    keep_removed: Annotated[bool, typer.Option(help="Keep removed rows for audit")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Remove exact, key or near duplicate rows; the report counts what each rule removed."""
+    from threadline.prep.dedupe import DedupeSpec
+    from threadline.prep.steps import dedupe as run
+
+    spec = DedupeSpec(keys=tuple(c.strip() for c in keys.split(",")) if keys else (), keep=keep,
+                      near=near, threshold=threshold)
+    result = run(repos(), ref, into, spec, keep_removed=keep_removed)
+    if as_json:
+        emit_json({"commit": result.commit.id, "created": result.created, **result.report})
+        return
+    removed = ", ".join(f"{rule} {n:,}" for rule, n in result.report["removed"].items()) or "none"
+    err_console.print(f"kept {result.report['rows_kept']:,} of {result.report['rows_in']:,} rows; "
+                      f"removed: {removed}")
+    sys.stdout.write(result.commit.id + "\n")
+
+
+@app.command()
 def profile(
     ref: Annotated[str, typer.Argument(help="A table: REPO@REV:PATH")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from threadline.data.connect import default_repos
 from threadline.prep import steps
+from threadline.prep.dedupe import DedupeSpec
 from threadline.prep.ops import StepResult
 from threadline.prep.profile import TableProfile
 from threadline.prep.split import SplitSpec
@@ -26,6 +27,23 @@ def ingest(
     """Ingest files or a SQL query as Parquet parts: `tl.prep.ingest("raw", "exports/*.csv")`."""
     return steps.ingest(default_repos(home), into, sources=sources, url=url, query=query,
                         replace=replace)
+
+
+def dedupe(
+    ref: str,
+    *,
+    into: str,
+    keys: Sequence[str] = (),
+    keep: str = "first",
+    near: str | None = None,
+    threshold: float = 0.8,
+    keep_removed: bool = False,
+    home: Path | None = None,
+) -> StepResult:
+    """Remove duplicate rows: exact, by `keys` (keep first, last or `latest:COL`), or near
+    duplicates of the text column `near` (MinHash LSH at Jaccard `threshold`)."""
+    spec = DedupeSpec(keys=tuple(keys), keep=keep, near=near, threshold=threshold)
+    return steps.dedupe(default_repos(home), ref, into, spec, keep_removed=keep_removed)
 
 
 def profile(ref: str, *, home: Path | None = None) -> TableProfile:
@@ -51,4 +69,13 @@ def split(
     return steps.split(default_repos(home), ref, into, spec)
 
 
-__all__ = ["SplitSpec", "StepResult", "TableProfile", "ingest", "profile", "split"]
+__all__ = [
+    "DedupeSpec",
+    "SplitSpec",
+    "StepResult",
+    "TableProfile",
+    "dedupe",
+    "ingest",
+    "profile",
+    "split",
+]

@@ -38,9 +38,9 @@ class StepResult:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Write canonical JSON (sorted keys), creating parent folders."""
+    """Write canonical JSON (sorted keys; dates and other values as strings), creating parents."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
+    path.write_text(json.dumps(value, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def run_step(

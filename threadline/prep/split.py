@@ -27,13 +27,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
-import blake3
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from threadline.errors import InvalidArgument
+from threadline.prep.hashing import (
+    MASK64,
+    U64,
+    hashable_type,
+    key_hashes,
+    mix,
+    seed_key,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -42,10 +49,6 @@ FORMAT = "threadline.split/1"
 Method = Literal["random", "hash", "stratify", "time"]
 METHODS: tuple[str, ...] = get_args(Method)
 
-U64 = npt.NDArray[np.uint64]
-_MASK64 = (1 << 64) - 1
-# Nulls in key columns all hash to this fixed value ("nullnull"), so they land in one part.
-_NULL_HASH = np.uint64(0x6E756C6C6E756C6C)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US_PER = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
@@ -97,7 +100,7 @@ class SplitSpec:
             raise InvalidArgument(f"split fractions {fractions} sum to {total!r}, not 1")
         if self.method not in METHODS:
             raise InvalidArgument(f"split method {self.method!r} is not one of {', '.join(METHODS)}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= _MASK64:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MASK64:
             raise InvalidArgument(f"split seed {self.seed!r} must be an integer in [0, 2**64)")
         self._check_method_fields()
 
@@ -182,7 +185,7 @@ class SplitSpec:
             InvalidArgument: naming the missing column or the column with the wrong type.
         """
         checks: list[tuple[str, Callable[[pa.DataType], bool], str]] = [
-            *((c, _hashable_type, "a number, bool, temporal, string or binary") for c in self.by),
+            *((c, hashable_type, "a number, bool, temporal, string or binary") for c in self.by),
         ]
         if self.stratify is not None:
             checks.append((self.stratify, _label_type, "an integer, bool, string or dictionary"))
@@ -249,9 +252,9 @@ def split_batches(
             continue
         spec.validate(batch.schema)
         if spec.method == "random":
-            codes = _cut(_mix(_row_hashes(index, batch.num_rows) ^ _seed_key(spec.seed)), spec)
+            codes = _cut(mix(_row_hashes(index, batch.num_rows) ^ seed_key(spec.seed)), spec)
         elif spec.method == "hash":
-            codes = _cut(_key_hashes(batch, spec), spec)
+            codes = _cut(key_hashes(batch, spec.by, spec.seed), spec)
         else:
             codes = _time_codes(batch, spec)
         index += batch.num_rows
@@ -374,14 +377,14 @@ def _permute(x: npt.NDArray[np.int64], n: npt.NDArray[np.int64], seed: int) -> n
     half += (np.left_shift(1, 2 * half) < n).astype(np.int64)  # log2 in float64 can round down
     half = half.astype(np.uint64)
     low = (np.uint64(1) << half) - np.uint64(1)
-    round_keys = _mix(np.arange(1, 5, dtype=np.uint64) ^ _seed_key(seed))
+    round_keys = mix(np.arange(1, 5, dtype=np.uint64) ^ seed_key(seed))
     out = x.astype(np.uint64)
     todo = np.ones(len(x), dtype=bool)
     while todo.any():
         v, h, m = out[todo], half[todo], low[todo]
         left, right = v >> h, v & m
         for round_key in round_keys:
-            f = _mix(right ^ round_key) & m
+            f = mix(right ^ round_key) & m
             left, right = right, left ^ f
         out[todo] = (left << h) | right
         todo[todo] = out[todo] >= n[todo].astype(np.uint64)
@@ -391,73 +394,8 @@ def _permute(x: npt.NDArray[np.int64], n: npt.NDArray[np.int64], seed: int) -> n
 # --- hashing ------------------------------------------------------------------------------------
 
 
-def _mix(x: U64) -> U64:
-    """The splitmix64 finalizer: a bijection of uint64 with good avalanche (wraps on purpose)."""
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return cast("U64", z ^ (z >> np.uint64(31)))
-
-
-def _seed_key(seed: int) -> np.uint64:
-    return np.uint64(_mix(np.array([seed & _MASK64], dtype=np.uint64))[0])
-
-
 def _row_hashes(start: int, n: int) -> U64:
     return np.arange(start, start + n, dtype=np.uint64)
-
-
-def _key_hashes(batch: pa.RecordBatch, spec: SplitSpec) -> U64:
-    """Combine the key columns' hashes in order, each mixed into the running seeded hash."""
-    h = np.full(batch.num_rows, _seed_key(spec.seed), dtype=np.uint64)
-    for name in spec.by:
-        h = _mix(h ^ _column_hash(batch.column(name)))
-    return h
-
-
-def _column_hash(arr: pa.Array) -> U64:
-    """A stable 64-bit hash per value that does not depend on the batch it sits in.
-
-    Integers of any width hash their value (int32 5 == int64 5), floats their float64 bits (with
-    -0.0 as 0.0), temporals their stored integer; strings and binaries the blake3 of their bytes.
-    """
-    dtype = arr.type
-    if pa.types.is_dictionary(dtype):
-        return _take_hashes(_column_hash(arr.dictionary), arr.indices)
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or _is_binary(dtype):
-        encoded = pc.dictionary_encode(arr)
-        uniques = [
-            int.from_bytes(blake3.blake3(v if isinstance(v, bytes) else v.encode()).digest(8), "little")
-            for v in encoded.dictionary.to_pylist()
-        ]
-        return _take_hashes(np.array(uniques, dtype=np.uint64), encoded.indices)
-    if pa.types.is_floating(dtype):
-        values = pc.fill_null(arr.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False) + 0.0
-        bits = np.where(np.isnan(values), np.nan, values).view(np.uint64)
-    elif pa.types.is_integer(dtype) or pa.types.is_boolean(dtype):
-        ints = arr.cast(pa.uint8()) if pa.types.is_boolean(dtype) else arr
-        bits = pc.fill_null(ints, 0).to_numpy(zero_copy_only=False).astype(np.uint64)
-    elif pa.types.is_temporal(dtype):
-        width = pa.int32() if dtype.bit_width == 32 else pa.int64()
-        bits = pc.fill_null(arr.view(width), 0).to_numpy(zero_copy_only=False).astype(np.uint64)
-    else:
-        raise InvalidArgument(f"split cannot hash key values of type {dtype}")
-    hashed = _mix(bits)
-    if arr.null_count:
-        hashed[_null_mask(arr)] = _NULL_HASH
-    return hashed
-
-
-def _take_hashes(unique_hashes: U64, indices: pa.Array) -> U64:
-    out = unique_hashes[pc.fill_null(indices, 0).to_numpy(zero_copy_only=False).astype(np.intp)]
-    if indices.null_count:
-        out[_null_mask(indices)] = _NULL_HASH
-    return cast("U64", out)
-
-
-def _null_mask(arr: pa.Array) -> npt.NDArray[np.bool_]:
-    return cast("npt.NDArray[np.bool_]", pc.is_null(arr).to_numpy(zero_copy_only=False))
 
 
 def _labels(arr: pa.Array) -> tuple[list[Any], npt.NDArray[np.intp]]:
@@ -530,24 +468,6 @@ def _parse_cutoff(text: str) -> int:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _is_binary(dtype: pa.DataType) -> bool:
-    return bool(pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype))
-
-
-def _hashable_type(dtype: pa.DataType) -> bool:
-    if pa.types.is_dictionary(dtype):
-        return _hashable_type(dtype.value_type)
-    return bool(
-        pa.types.is_integer(dtype)
-        or pa.types.is_floating(dtype)
-        or pa.types.is_boolean(dtype)
-        or pa.types.is_temporal(dtype)
-        or pa.types.is_string(dtype)
-        or pa.types.is_large_string(dtype)
-        or _is_binary(dtype)
-    )
 
 
 def _label_type(dtype: pa.DataType) -> bool:

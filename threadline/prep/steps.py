@@ -15,6 +15,7 @@ from sqlalchemy.exc import ArgumentError
 
 from threadline.data.tables import file_entry, iter_batches, open_file
 from threadline.errors import InvalidArgument
+from threadline.prep.dedupe import REMOVED, DedupeReport, DedupeSpec, dedupe_table
 from threadline.prep.ingest import (
     IngestReport,
     ingest_files,
@@ -180,3 +181,57 @@ def ingest(
         params = {"url": masked, "query": query, "replace": replace}
     return run_step(repos, step="ingest", input_ref=None, into=into, params=params,
                     produce=produce, message=message, update=not replace)
+
+
+def dedupe(
+    repos: DataRepos,
+    ref: str,
+    into: str,
+    spec: DedupeSpec,
+    *,
+    keep_removed: bool = False,
+    output: str | None = None,
+    message: str | None = None,
+) -> StepResult:
+    """Remove duplicate rows of the table at `ref`; commit the result into `into`.
+
+    Exact duplicates (or duplicates by `spec.keys`, keeping first, last or latest by a column),
+    then, with `spec.near`, near-duplicates of a text column. The output holds the kept rows as
+    `<output>` (default: the input's name as `.parquet`), with `keep_removed` the removed rows
+    in `_threadline/removed.parquet` for audit, the report with examples in
+    `_threadline/dedupe.json`, and the kept table's profile in `_threadline/profile.json`.
+    """
+    entry = file_entry(repos, ref)
+    schema = _schema(repos, ref)
+    spec.validate(schema)
+    name = output or entry.path.rsplit("/", 1)[-1].split(".", 1)[0] + ".parquet"
+
+    def produce(folder: Path) -> dict[str, Any]:
+        report = DedupeReport.empty(spec)
+        kept_profile = TableProfile.from_table(schema.empty_table())
+        (folder / META_DIR).mkdir()
+        kept = pq.ParquetWriter(folder / name, schema)
+        removed = pq.ParquetWriter(folder / META_DIR / "removed.parquet", schema) if keep_removed else None
+        try:
+            rows = dedupe_table(lambda: iter_batches(repos, ref), spec, report=report,
+                                removed=keep_removed)
+            for status, batch in rows:
+                if status == REMOVED:
+                    assert removed is not None
+                    removed.write_batch(batch)
+                else:
+                    kept.write_batch(batch)
+                    kept_profile.update(batch)
+        finally:
+            kept.close()
+            if removed is not None:
+                removed.close()
+        summary = report.to_dict()
+        write_json(folder / META_DIR / "dedupe.json", {**summary, "source": {"ref": ref, "path": entry.path}})
+        write_json(folder / META_DIR / "profile.json", kept_profile.to_dict())
+        return {"rows_in": summary["rows_in"], "rows_kept": summary["rows_kept"],
+                "removed": summary["removed"]}
+
+    params = {**spec.to_dict(), "keep_removed": keep_removed, "output": name}
+    return run_step(repos, step="dedupe", input_ref=ref, into=into, params=params, produce=produce,
+                    message=message)

@@ -375,3 +375,12 @@ def test_from_dict_refuses_other_formats_and_unknown_keys() -> None:
         SplitSpec.from_dict({**data, "shuffle": True})
     with pytest.raises(InvalidArgument, match="sum to"):
         SplitSpec.from_dict({**data, "fractions": {"train": 0.5}})
+
+
+def test_hash_split_on_an_all_null_string_key_puts_the_rows_in_one_part() -> None:
+    # A batch whose string key is all null has an empty dictionary once encoded.
+    batch = pa.record_batch({"k": pa.array([None, None, None], type=pa.string()), "v": [1, 2, 3]})
+    spec = SplitSpec({"a": 0.5, "b": 0.5}, method="hash", by=("k",))
+    parts = [(part, b.num_rows) for part, b in split_batches([batch], spec)]
+    assert len(parts) == 1
+    assert parts[0][1] == 3
