@@ -43,7 +43,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from threadline.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator, Sequence
+    from collections.abc import Callable, Generator, Iterator, Sequence
 
 SCHEMA_FORMAT = "threadline.schema/1"
 REPORT_FORMAT = "threadline.ingest/1"
@@ -255,14 +255,25 @@ def _content_name(path: Path) -> str:
     return f"part-{hasher.hexdigest()[:16]}.parquet"
 
 
-def _read_batches(path: Path, batch_rows: int) -> tuple[Any, Iterator[Any]]:
+def _csv_error(path: Path, batch_rows: int) -> str | None:
+    """The single-threaded parser's message for a malformed CSV (it knows the row number)."""
+    try:
+        for _ in _read_batches(path, batch_rows, threads=False)[1]:
+            pass
+    except _ARROW_ERRORS as exc:
+        return str(exc)
+    return None
+
+
+def _read_batches(path: Path, batch_rows: int, *, threads: bool = True) -> tuple[Any, Iterator[Any]]:
     """Open a source: its own (inferred) schema, and its record batches, read lazily."""
     kind = _kind(path)
     if kind in ("csv", "tsv"):
-        # Single-threaded so that pyarrow knows, and reports, the row number of a malformed row.
+        # Parsed on every core; a malformed file is read again single-threaded (see
+        # `_csv_error`) so that the error can name the row.
         reader = pa_csv.open_csv(
             str(path),
-            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_SIZE, use_threads=False),
+            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_SIZE, use_threads=threads),
             parse_options=pa_csv.ParseOptions(delimiter="\t" if kind == "tsv" else ","),
         )
         return reader.schema, iter(reader)
@@ -316,15 +327,22 @@ class _Staging:
         self.pending.append((temp, self.out / part))
         return temp
 
-    def write(self, part: str, schema: Any, batches: Iterator[Any], batch_rows: int) -> int:
+    def write(
+        self, part: str, schema: Any, batches: Iterator[Any], batch_rows: int,
+        on_batch: Callable[[str, Any], None] | None = None,
+    ) -> int:
         """Write the batches as one part (row groups of at most batch_rows); returns the row count."""
         temp = self.temp_for(part)
         rows = 0
-        with pq.ParquetWriter(temp, schema, compression="zstd") as writer:
+        # Snappy: the fastest codec every Parquet reader has; the object store compresses the
+        # committed file again with zstd where that still pays.
+        with pq.ParquetWriter(temp, schema, compression="snappy") as writer:
             for batch in batches:
                 for start in range(0, batch.num_rows, batch_rows):
                     piece = batch.slice(start, batch_rows)
                     writer.write_batch(piece)
+                    if on_batch is not None:
+                        on_batch(part, piece)
                     rows += piece.num_rows
         fd = os.open(temp, os.O_RDONLY)
         try:
@@ -351,7 +369,12 @@ class _Staging:
 
 
 def ingest_files(
-    paths: Sequence[Path], out: Path, *, schema: pa.Schema | None = None, batch_rows: int = 65536
+    paths: Sequence[Path],
+    out: Path,
+    *,
+    schema: pa.Schema | None = None,
+    batch_rows: int = 65536,
+    on_batch: Callable[[str, pa.RecordBatch], None] | None = None,
 ) -> IngestReport:
     """Convert each source file into ``out/part-<blake3 of its bytes>.parquet``, streaming.
 
@@ -363,6 +386,8 @@ def ingest_files(
         out: the output folder, created if missing.
         schema: the ``pyarrow.Schema`` every part gets; inferred from the first source if None.
         batch_rows: the most rows per batch and per Parquet row group.
+        on_batch: called with (part name, batch) for every batch written, e.g. to profile the
+            data in the same pass.
 
     Returns:
         the report of the parts written.
@@ -393,10 +418,12 @@ def ingest_files(
                     schema = _settle(own_schema.remove_metadata())
                 target = schema
                 rows = staging.write(
-                    part, target, (_conform(b, target, str(path)) for b in batches), batch_rows
+                    part, target, (_conform(b, target, str(path)) for b in batches),
+                    batch_rows, on_batch,
                 )
             except _ARROW_ERRORS as exc:
-                raise InvalidArgument(f"{path}: cannot read it: {exc}") from exc
+                detail = (_csv_error(path, batch_rows) if _kind(path) in ("csv", "tsv") else None) or exc
+                raise InvalidArgument(f"{path}: cannot read it: {detail}") from exc
             except OSError as exc:
                 raise InvalidArgument(f"{path}: cannot read it: {exc}") from exc
             parts.append(PartInfo(str(path), "file", part, rows, (staging.pending[-1][0]).stat().st_size))

@@ -7,8 +7,10 @@ their profiles and its own definition under `_threadline/`, and commits through 
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -31,8 +33,6 @@ from threadline.prep.split import SplitReport, SplitSpec, split_table
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from pathlib import Path
-
-    import pyarrow as pa
 
     from threadline.data.repos import DataRepos
 
@@ -155,18 +155,32 @@ def ingest(
 
     def produce(folder: Path) -> dict[str, Any]:
         schema = schema_from_dict(previous_schema) if previous_schema else None
-        report: IngestReport = (
-            ingest_files(paths, folder, schema=schema) if paths
-            else ingest_query(url or "", query or "", folder)
-        )
+        new_data = TableProfile.from_batches([])
+        # The profile of the new parts is computed in the same pass as the conversion, on a
+        # second thread, so it overlaps with parsing and writing.
+        with ThreadPoolExecutor(1, thread_name_prefix="tl-profile") as profiler:
+            pending: list[Future[None]] = []
+
+            def on_batch(part: str, batch: pa.RecordBatch) -> None:
+                if part not in existing:  # a part already in the table is already profiled
+                    pending.append(profiler.submit(new_data.update, batch))
+                    if len(pending) > 4:
+                        pending.pop(0).result()
+
+            if paths:
+                report: IngestReport = ingest_files(paths, folder, schema=schema, on_batch=on_batch)
+            else:
+                report = ingest_query(url or "", query or "", folder)
+                for part in report.parts:
+                    for batch in pq.ParquetFile(folder / part.part).iter_batches():
+                        on_batch(part.part, batch)
+            for future in pending:
+                future.result()
         whole = TableProfile.from_dict(previous_profile) if previous_profile else None
-        for part in report.parts:
-            if part.part in existing:
-                continue  # already in the table: its rows are in the previous profile
-            part_profile = TableProfile.from_batches(pq.ParquetFile(folder / part.part).iter_batches())
-            whole = part_profile if whole is None else whole.merge(part_profile)
-        if whole is None:
-            whole = TableProfile.from_table(report.schema.empty_table())
+        if new_data.rows or whole is None:
+            if not new_data.columns:
+                new_data = TableProfile.from_table(report.schema.empty_table())
+            whole = new_data if whole is None else whole.merge(new_data)
         write_json(folder / META_DIR / "schema.json", schema_to_dict(report.schema))
         write_json(folder / META_DIR / "profile.json", whole.to_dict())
         return {**report.to_dict(), "table_rows": whole.rows}
