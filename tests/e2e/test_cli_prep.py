@@ -89,3 +89,31 @@ def test_dedupe_through_the_cli(shell: Shell) -> None:
     assert by_key["rows_kept"] == 2
     bad = shell.run("prep", "dedupe", "raw:t.csv", "--into", "clean", "--keep", "sometimes", code=2)
     assert bad.stderr.startswith("error:")
+
+
+def test_schema_validate_and_cleanse_through_the_cli(shell: Shell) -> None:
+    _setup(shell)
+    shell.run("data", "create", "valid")
+    shell.run("data", "create", "clean")
+    shell.run("prep", "schema", "raw:t.csv", "-o", "rules.yaml")
+    rules = (shell.cwd / "rules.yaml").read_text()
+    assert "format: threadline.schema-rules/1" in rules
+    assert shell.json("prep", "validate", "raw:t.csv", "--schema", "rules.yaml")["rows_valid"] == 3000
+    (shell.cwd / "strict.yaml").write_text(
+        "format: threadline.schema-rules/1\ncolumns:\n"
+        "  - {name: id, type: string}\n  - {name: score, type: int64, max: 2, policy: {range: drop}}\n"
+        "  - {name: label, type: string}\n  - {name: day, type: date32}\n"
+    )
+    out = shell.json("prep", "validate", "raw:t.csv", "--schema", "strict.yaml", "--into", "valid")
+    assert out["rows_valid"] == 1800  # scores 0, 1, 2 of 0..4
+    assert out["rows_dropped"] == 1200
+    (shell.cwd / "clean.yaml").write_text(
+        "format: threadline.cleanse/1\nsteps:\n  - derive: {score2: 'score * 2'}\n"
+        "  - drop: [day]\n"
+    )
+    cleaned = shell.json("prep", "cleanse", "raw:t.csv", "--spec", "clean.yaml", "--into", "clean")
+    assert cleaned["rows_out"] == 3000
+    listing = {e["path"] for e in shell.json("data", "ls", "clean")}
+    assert {"t.parquet", "_threadline/cleanse.yaml", "_threadline/profile.json"} <= listing
+    bad = shell.run("prep", "cleanse", "raw:t.csv", "--spec", "nope.yaml", "--into", "clean", code=2)
+    assert "cannot read nope.yaml" in bad.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -116,6 +117,84 @@ def dedupe(
     err_console.print(f"kept {result.report['rows_kept']:,} of {result.report['rows_in']:,} rows; "
                       f"removed: {removed}")
     sys.stdout.write(result.commit.id + "\n")
+
+
+@app.command()
+def cleanse(
+    ref: Annotated[str, typer.Argument(help="A table: REPO@REV:PATH")],
+    spec: Annotated[Path, typer.Option("--spec", help="Cleansing spec (YAML)")],
+    into: Annotated[str, typer.Option("--into", help="REPO[@BRANCH] for the result")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Apply a cleansing spec; the statistics it computes are recorded so it re-runs identically.
+
+    A spec saved from an earlier output (`_threadline/cleanse.yaml`) re-uses its statistics.
+    """
+    from threadline.prep.cleanse import load_cleanse
+    from threadline.prep.steps import cleanse as run
+
+    result = run(repos(), ref, into, load_cleanse(_read_text(spec)))
+    if as_json:
+        emit_json({"commit": result.commit.id, "created": result.created, **result.report})
+        return
+    err_console.print(f"cleansed {result.report['rows_in']:,} rows into {result.report['rows_out']:,}")
+    sys.stdout.write(result.commit.id + "\n")
+
+
+@app.command()
+def schema(
+    ref: Annotated[str, typer.Argument(help="A table: REPO@REV:PATH")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the YAML here")] = None,
+    max_categories: Annotated[int, typer.Option(help="Most values for an allowed list")] = 20,
+) -> None:
+    """Infer a schema with rules from a table, as YAML to edit and pass to `prep validate`."""
+    from threadline.prep.steps import infer_schema
+
+    text = infer_schema(repos(), ref, max_categories=max_categories).to_yaml()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err_console.print(f"wrote {escape(str(output))}; edit it, then `threadline prep validate`")
+
+
+@app.command()
+def validate(
+    ref: Annotated[str, typer.Argument(help="A table: REPO@REV:PATH")],
+    schema_file: Annotated[Path, typer.Option("--schema", help="Schema with rules (YAML)")],
+    into: Annotated[str | None, typer.Option("--into", help="Commit the valid rows here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check a table against a schema; with --into, commit the valid rows (and quarantine)."""
+    from threadline.prep.steps import check
+    from threadline.prep.steps import validate as run
+    from threadline.prep.validate import TableSchema
+
+    rules = TableSchema.from_yaml(_read_text(schema_file))
+    if into is None:
+        report = check(repos(), ref, rules).to_dict()
+        if as_json:
+            emit_json(report)
+            return
+        err_console.print(f"{report['rows_in']:,} rows: {report['rows_valid']:,} valid, "
+                          f"{report['rows_dropped']:,} would be dropped, "
+                          f"{report['rows_quarantined']:,} quarantined")
+        return
+    result = run(repos(), ref, into, rules)
+    if as_json:
+        emit_json({"commit": result.commit.id, "created": result.created, **result.report})
+        return
+    err_console.print(f"{result.report['rows_valid']:,} valid rows committed; "
+                      f"{result.report['rows_dropped']:,} dropped, "
+                      f"{result.report['rows_quarantined']:,} quarantined")
+    sys.stdout.write(result.commit.id + "\n")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from exc
 
 
 @app.command()

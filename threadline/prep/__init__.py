@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING
 
 from threadline.data.connect import default_repos
 from threadline.prep import steps
+from threadline.prep.cleanse import CleanseSpec, FittedCleanse, load_cleanse
 from threadline.prep.dedupe import DedupeSpec
 from threadline.prep.ops import StepResult
 from threadline.prep.profile import TableProfile
 from threadline.prep.split import SplitSpec
+from threadline.prep.validate import TableSchema
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,6 +29,28 @@ def ingest(
     """Ingest files or a SQL query as Parquet parts: `tl.prep.ingest("raw", "exports/*.csv")`."""
     return steps.ingest(default_repos(home), into, sources=sources, url=url, query=query,
                         replace=replace)
+
+
+def cleanse(
+    ref: str, *, into: str, spec: str | CleanseSpec | FittedCleanse, home: Path | None = None
+) -> StepResult:
+    """Apply a cleansing spec (YAML text or a spec object) and commit the result into `into`."""
+    if isinstance(spec, str):
+        spec = load_cleanse(spec)
+    return steps.cleanse(default_repos(home), ref, into, spec)
+
+
+def validate(
+    ref: str, *, schema: str | TableSchema, into: str, home: Path | None = None
+) -> StepResult:
+    """Validate a table against a schema with rules (YAML text or object); commit valid rows."""
+    rules = TableSchema.from_yaml(schema) if isinstance(schema, str) else schema
+    return steps.validate(default_repos(home), ref, into, rules)
+
+
+def infer_schema(ref: str, *, home: Path | None = None) -> TableSchema:
+    """A schema with rules inferred from a committed table (`.to_yaml()` to save and edit)."""
+    return steps.infer_schema(default_repos(home), ref)
 
 
 def dedupe(
@@ -70,12 +94,17 @@ def split(
 
 
 __all__ = [
+    "CleanseSpec",
     "DedupeSpec",
     "SplitSpec",
     "StepResult",
     "TableProfile",
+    "TableSchema",
+    "cleanse",
     "dedupe",
+    "infer_schema",
     "ingest",
     "profile",
     "split",
+    "validate",
 ]

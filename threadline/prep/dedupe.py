@@ -43,6 +43,7 @@ from threadline.errors import InvalidArgument
 from threadline.prep.hashing import (
     MASK64,
     U64,
+    HashSet,
     hashable_type,
     key_hashes,
     mix,
@@ -286,7 +287,7 @@ def _first_rule(
 ) -> Iterator[tuple[pa.RecordBatch, Mask]]:
     """Each non-empty batch with the mask of rows the exact / key rule keeps."""
     if spec.keep == "first":
-        seen = _HashSet()
+        seen = HashSet()
         for batch in _batches(source(), spec):
             uniq, first = np.unique(_row_keys(batch, spec), return_index=True)
             new = ~seen.contains(uniq)
@@ -363,30 +364,6 @@ def _rank_values(arr: pa.Array) -> npt.NDArray[Any]:
     smallest = np.iinfo(np.int64).min
     ints: npt.NDArray[Any] = pc.fill_null(arr.cast(pa.int64()), smallest).to_numpy(zero_copy_only=False)
     return ints
-
-
-class _HashSet:
-    """A set of uint64 as a few sorted, disjoint arrays whose sizes at least double down the list
-    (merged like a binary counter), so membership costs O(log^2 n) per value, memory 8 bytes each."""
-
-    def __init__(self) -> None:
-        self._runs: list[U64] = []
-
-    def contains(self, values: U64) -> Mask:
-        found = np.zeros(len(values), dtype=bool)
-        for run in self._runs:
-            at = np.minimum(np.searchsorted(run, values), len(run) - 1)
-            found |= run[at] == values
-        return found
-
-    def add(self, new: U64) -> None:
-        """Add sorted values none of which are in the set yet."""
-        if len(new) == 0:
-            return
-        self._runs.append(new)
-        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
-            top = self._runs.pop()
-            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], top]))
 
 
 # --- hashing ------------------------------------------------------------------------------------

@@ -119,3 +119,31 @@ def key_hashes(batch: pa.RecordBatch, columns: list[str] | tuple[str, ...], seed
     for name in columns:
         h = mix(h ^ column_hash(batch.column(name)))
     return h
+
+
+class HashSet:
+    """A set of uint64 hashes as sorted, disjoint arrays whose sizes at least double down the
+    list (merged like a binary counter): membership costs O(log^2 n) per value, memory 8 bytes
+    per value. Used to find repeated keys (de-duplication, uniqueness) across a whole table."""
+
+    def __init__(self) -> None:
+        self._runs: list[U64] = []
+        self.size = 0
+
+    def contains(self, values: U64) -> npt.NDArray[np.bool_]:
+        """For each value, whether the set holds it."""
+        found = np.zeros(len(values), dtype=bool)
+        for run in self._runs:
+            at = np.minimum(np.searchsorted(run, values), len(run) - 1)
+            found |= run[at] == values
+        return found
+
+    def add(self, new: U64) -> None:
+        """Add sorted, distinct values none of which are in the set yet."""
+        if len(new) == 0:
+            return
+        self.size += len(new)
+        self._runs.append(new)
+        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+            top = self._runs.pop()
+            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], top]))

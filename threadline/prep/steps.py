@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 
 from threadline.data.tables import file_entry, iter_batches, open_file
 from threadline.errors import InvalidArgument
+from threadline.prep.cleanse import CleanseReport, CleanseSpec, FittedCleanse, cleanse_table
 from threadline.prep.dedupe import REMOVED, DedupeReport, DedupeSpec, dedupe_table
 from threadline.prep.ingest import (
     IngestReport,
@@ -29,6 +30,12 @@ from threadline.prep.ingest import (
 from threadline.prep.ops import META_DIR, StepResult, run_step, write_json
 from threadline.prep.profile import TableProfile
 from threadline.prep.split import SplitReport, SplitSpec, split_table
+from threadline.prep.validate import (
+    QUARANTINE,
+    TableSchema,
+    ValidationReport,
+    validate_table,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -249,3 +256,125 @@ def dedupe(
     params = {**spec.to_dict(), "keep_removed": keep_removed, "output": name}
     return run_step(repos, step="dedupe", input_ref=ref, into=into, params=params, produce=produce,
                     message=message)
+
+
+def cleanse(
+    repos: DataRepos,
+    ref: str,
+    into: str,
+    spec: CleanseSpec | FittedCleanse,
+    *,
+    output: str | None = None,
+    message: str | None = None,
+) -> StepResult:
+    """Apply a cleansing spec to the table at `ref`; commit the result into `into`.
+
+    Statistics the spec needs (fill values, quantile bounds) are computed on this data and
+    recorded in `_threadline/cleanse.yaml` with the spec, so the same cleansing re-runs
+    identically on new data (pass the loaded `FittedCleanse`). The output holds `<output>`
+    (default: the input's name as `.parquet`), the report in `_threadline/cleanse.json` and
+    the result's profile in `_threadline/profile.json`.
+    """
+    entry = file_entry(repos, ref)
+    schema = _schema(repos, ref)
+    plain = spec.spec if isinstance(spec, FittedCleanse) else spec
+    out_schema = plain.validate(schema)
+    name = output or entry.path.rsplit("/", 1)[-1].split(".", 1)[0] + ".parquet"
+
+    def source() -> Iterator[pa.RecordBatch]:
+        return iter_batches(repos, ref)
+
+    fitted = spec if isinstance(spec, FittedCleanse) else spec.fit(source)
+
+    def produce(folder: Path) -> dict[str, Any]:
+        report = CleanseReport.empty(plain)
+        result_profile = TableProfile.from_table(out_schema.empty_table())
+        with pq.ParquetWriter(folder / name, out_schema) as writer:
+            for batch in cleanse_table(source, fitted, report=report):
+                writer.write_batch(batch)
+                result_profile.update(batch)
+        (folder / META_DIR).mkdir(exist_ok=True)
+        (folder / META_DIR / "cleanse.yaml").write_text(fitted.to_yaml())
+        summary = report.to_dict()
+        source_info = {"ref": ref, "path": entry.path}
+        write_json(folder / META_DIR / "cleanse.json", {**summary, "source": source_info})
+        write_json(folder / META_DIR / "profile.json", result_profile.to_dict())
+        return {"rows_in": summary["rows_in"], "rows_out": summary["rows_out"]}
+
+    return run_step(repos, step="cleanse", input_ref=ref, into=into,
+                    params={**fitted.to_dict(), "output": name}, produce=produce, message=message)
+
+
+def infer_schema(repos: DataRepos, ref: str, *, max_categories: int = 20) -> TableSchema:
+    """A schema with rules inferred from the table at `ref`, to save as YAML and edit."""
+    return TableSchema.infer(iter_batches(repos, ref), max_categories=max_categories)
+
+
+def check(repos: DataRepos, ref: str, schema: TableSchema) -> ValidationReport:
+    """Validate the table at `ref` without writing anything; a "fail" rule raises."""
+    report = ValidationReport()
+    for _ in validate_table(lambda: iter_batches(repos, ref), schema, report=report):
+        pass
+    return report
+
+
+def validate(
+    repos: DataRepos,
+    ref: str,
+    into: str,
+    schema: TableSchema,
+    *,
+    output: str | None = None,
+    message: str | None = None,
+) -> StepResult:
+    """Validate the table at `ref` and commit the rows that pass into `into`.
+
+    Rules with the "drop" policy remove rows; "quarantine" rows go to
+    `_threadline/quarantine.parquet` with a `_violations` column naming the rules they broke; a
+    "fail" rule stops the step and nothing is committed. The schema is stored with the output
+    (`_threadline/schema-rules.yaml`), with the report (`_threadline/validation.json`) and the
+    valid rows' profile (`_threadline/profile.json`).
+    """
+    entry = file_entry(repos, ref)
+    name = output or entry.path.rsplit("/", 1)[-1].split(".", 1)[0] + ".parquet"
+    valid_schema = schema.to_arrow()
+
+    def produce(folder: Path) -> dict[str, Any]:
+        report = ValidationReport()
+        (folder / META_DIR).mkdir()
+        valid_writer: pq.ParquetWriter | None = None
+        quarantine_writer: pq.ParquetWriter | None = None
+        valid_profile: TableProfile | None = None
+        try:
+            for status, batch in validate_table(lambda: iter_batches(repos, ref), schema, report=report):
+                if status == QUARANTINE:
+                    if quarantine_writer is None:
+                        quarantine_writer = pq.ParquetWriter(
+                            folder / META_DIR / "quarantine.parquet", batch.schema)
+                    quarantine_writer.write_batch(batch)
+                    continue
+                if valid_writer is None:
+                    valid_writer = pq.ParquetWriter(folder / name, batch.schema)
+                    valid_profile = TableProfile.from_table(batch.schema.empty_table())
+                valid_writer.write_batch(batch)
+                assert valid_profile is not None
+                valid_profile.update(batch)
+        finally:
+            for writer in (valid_writer, quarantine_writer):
+                if writer is not None:
+                    writer.close()
+        if valid_writer is None:  # no valid row: still an empty table with the declared schema
+            pq.write_table(valid_schema.empty_table(), folder / name)
+            valid_profile = TableProfile.from_table(valid_schema.empty_table())
+        assert valid_profile is not None
+        (folder / META_DIR / "schema-rules.yaml").write_text(schema.to_yaml())
+        summary = report.to_dict()
+        source_info = {"ref": ref, "path": entry.path}
+        write_json(folder / META_DIR / "validation.json", {**summary, "source": source_info})
+        write_json(folder / META_DIR / "profile.json", valid_profile.to_dict())
+        return {"rows_in": report.rows_in, "rows_valid": report.rows_valid,
+                "rows_dropped": report.rows_dropped, "rows_quarantined": report.rows_quarantined}
+
+    return run_step(repos, step="validate", input_ref=ref, into=into,
+                    params={**schema.to_dict(), "output": name}, produce=produce, message=message)
+
