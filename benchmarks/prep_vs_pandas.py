@@ -8,6 +8,9 @@ with its peak memory taken by GNU time (`%M`):
   to_parquet);
 - dedupe: exact duplicate rows removed (Threadline: `prep dedupe`; pandas: read_parquet +
   drop_duplicates + to_parquet);
+- cleanse: 5 rules (strip and lower-case a text column, fill missing amounts with the mean,
+  clip amounts to [0, 500], derive amount * quantity) (Threadline: `prep cleanse`; pandas:
+  the same operations on the DataFrame);
 - split: hash split by the id column 80/10/10 (Threadline: `prep split --by id`; pandas:
   read_parquet + hash_pandas_object + three to_parquet).
 
@@ -36,6 +39,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 ROOT = Path(__file__).resolve().parent.parent
+CLEANSE_SPEC = """format: threadline.cleanse/1
+steps:
+  - strip: [region]
+  - lower: [comment]
+  - missing: {amount: {strategy: mean}}
+  - outliers: {amount: {method: clip, min: 0, max: 500}}
+  - derive: {total: "amount * quantity"}
+"""
 PANDAS_STEPS = {
     "ingest": """
 import pandas as pd, sys
@@ -46,9 +57,19 @@ import pandas as pd, sys
 df = pd.read_parquet(sys.argv[2] + "/raw.parquet")
 df.drop_duplicates().to_parquet(sys.argv[2] + "/clean.parquet", index=False)
 """,
+    "cleanse": """
+import pandas as pd, sys
+df = pd.read_parquet(sys.argv[2] + "/clean.parquet")
+df["region"] = df["region"].str.strip()
+df["comment"] = df["comment"].str.lower()
+df["amount"] = df["amount"].fillna(df["amount"].mean())
+df["amount"] = df["amount"].clip(0, 500)
+df["total"] = df["amount"] * df["quantity"]
+df.to_parquet(sys.argv[2] + "/cleansed.parquet", index=False)
+""",
     "split": """
 import numpy as np, pandas as pd, sys
-df = pd.read_parquet(sys.argv[2] + "/clean.parquet")
+df = pd.read_parquet(sys.argv[2] + "/cleansed.parquet")
 bucket = pd.util.hash_pandas_object(df["id"], index=False).to_numpy() % np.uint64(100)
 for name, lo, hi in (("train", 0, 80), ("validation", 80, 90), ("test", 90, 100)):
     df[(bucket >= lo) & (bucket < hi)].to_parquet(f"{sys.argv[2]}/{name}.parquet", index=False)
@@ -112,7 +133,7 @@ def run_threadline(exe: str, csv: Path, work: Path) -> dict[str, tuple[float, in
     """ingest, dedupe, split through the CLI in a fresh home."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
     subprocess.run([exe, "init"], cwd=work, env=env, check=True, capture_output=True)
-    for repo in ("raw", "clean", "splits"):
+    for repo in ("raw", "clean", "cleansed", "splits"):
         subprocess.run([exe, "data", "create", repo], cwd=work, env=env, check=True, capture_output=True)
     out: dict[str, tuple[float, int]] = {}
     seconds, rss, stdout = timed([exe, "prep", "ingest", str(csv), "--into", "raw", "--json"], work, env)
@@ -120,7 +141,13 @@ def run_threadline(exe: str, csv: Path, work: Path) -> dict[str, tuple[float, in
     out["ingest"] = (seconds, rss)
     seconds, rss, _ = timed([exe, "prep", "dedupe", f"raw:{part}", "--into", "clean", "--json"], work, env)
     out["dedupe"] = (seconds, rss)
-    seconds, rss, _ = timed([exe, "prep", "split", f"clean:{part}", "--into", "splits", "--fractions",
+    spec = work / "cleanse.yaml"
+    spec.write_text(CLEANSE_SPEC)
+    seconds, rss, _ = timed([exe, "prep", "cleanse", f"clean:{part}", "--spec", str(spec),
+                             "--into", "cleansed", "--json"], work, env)
+    out["cleanse"] = (seconds, rss)
+    cleansed = part.split(".", 1)[0] + ".parquet"
+    seconds, rss, _ = timed([exe, "prep", "split", f"cleansed:{cleansed}", "--into", "splits", "--fractions",
                              "train=0.8,validation=0.1,test=0.1", "--by", "id", "--json"], work, env)
     out["split"] = (seconds, rss)
     return out
