@@ -3,8 +3,8 @@
 Runs in a fresh temporary folder (or the folder given as the first argument): creates a
 Threadline home, commits a generated training table, edits it, compares versions, checks one
 out, rolls the branch back and forward, verifies the store, shows storage accounting, then
-ingests an export with duplicate rows, de-duplicates, profiles and splits it into train /
-validation / test, with lineage from the raw data to the splits.
+ingests a dirty export with duplicate rows, cleanses, de-duplicates, profiles and splits it
+into train / validation / test, with lineage from the raw data to the splits.
 Later capabilities (preparation, pipelines, training, serving, monitoring) extend this script.
 """
 
@@ -104,23 +104,42 @@ def main(workdir: Path) -> None:
     if not report.ok:
         sys.exit(1)
 
-    step("7. prepare: ingest an export with duplicates, de-duplicate, profile, split")
+    step("7. prepare: ingest a dirty export, cleanse, de-duplicate, profile, split")
     export = workdir / "export"
     export.mkdir()
     rows = (raw / "customers.csv").read_text().splitlines()
-    (export / "customers-2026-11-27.csv").write_text("\n".join(rows + rows[1:301]) + "\n")
-    for name in ("churn-raw", "churn-clean", "churn-splits"):
+    dirty = [r.replace(",N,", ", n ,") if i % 50 == 0 else r for i, r in enumerate(rows[1:])]
+    dirty = [",".join(c if j != 2 or i % 97 else "" for j, c in enumerate(r.split(",")))
+             for i, r in enumerate(dirty)]  # some monthly_spend values missing
+    (export / "customers-2026-11-27.csv").write_text(
+        "\n".join([rows[0], *dirty, *dirty[:300]]) + "\n")  # and 300 duplicated rows
+    for name in ("churn-raw", "churn-clean", "churn-dedup", "churn-splits"):
         tl.data.repo(name, create=True)
     ingested = tl.prep.ingest("churn-raw", str(export))
-    console.print(f"ingest: {ingested.report['total_rows']:,} rows as Parquet parts")
     part = ingested.report["parts"][0]["part"]
-    clean = tl.prep.dedupe(f"churn-raw:{part}", into="churn-clean", keep_removed=True)
-    console.print(f"dedupe: kept {clean.report['rows_kept']:,}, removed {clean.report['removed']}")
-    profile = tl.prep.profile(f"churn-clean:{part}")
+    console.print(f"ingest: {ingested.report['total_rows']:,} rows -> churn-raw:{part}")
+    rules = tl.prep.infer_schema(f"churn-raw:{part}")
+    console.print(f"inferred rules for {len(rules.columns)} columns "
+                  f"(`threadline prep schema` writes them as YAML to edit)")
+    cleansed = tl.prep.cleanse(f"churn-raw:{part}", into="churn-clean", spec="""
+format: threadline.cleanse/1
+steps:
+  - strip: [region]
+  - lower: [region]
+  - missing: {monthly_spend: {strategy: median}}
+  - outliers: {monthly_spend: {method: clip, quantiles: [0.01, 0.99]}}
+  - derive: {long_tenure: "tenure_months >= 24"}
+""")
+    console.print(f"cleanse: {cleansed.report['rows_out']:,} rows (statistics recorded with the commit)")
+    cleaned = f"churn-clean:{part.split('.')[0]}.parquet"
+    dedup = tl.prep.dedupe(cleaned, into="churn-dedup", keep_removed=True)
+    console.print(f"dedupe: kept {dedup.report['rows_kept']:,}, removed {dedup.report['removed']}")
+    deduped = f"churn-dedup:{part.split('.')[0]}.parquet"
+    profile = tl.prep.profile(deduped)
     spend = profile.columns["monthly_spend"]
     console.print(f"profile: {profile.rows:,} rows; monthly_spend mean {spend.mean:.2f}, "
                   f"std {spend.std:.2f}; region top {profile.columns['region'].top[:2]}")
-    result = tl.prep.split(f"churn-clean:{part}", into="churn-splits",
+    result = tl.prep.split(deduped, into="churn-splits",
                            fractions={"train": 0.8, "validation": 0.1, "test": 0.1},
                            by=["customer_id"])  # a customer keeps its split as data grows
     console.print(f"split: {result.report['rows']}")
