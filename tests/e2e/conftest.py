@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from integration.homes import cli_executable
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: one CLI call must finish within this many seconds
 CLI_TIMEOUT = 120
-
-
-def _executable() -> str:
-    beside = Path(sys.executable).with_name("threadline")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("threadline")
-    assert found, "the threadline console script is not installed (pip install -e .)"
-    return found
 
 
 @dataclass
@@ -36,7 +28,7 @@ class Shell:
     def run(self, *args: str, code: int | None = 0) -> subprocess.CompletedProcess[str]:
         """Run the CLI; check the exit status unless `code` is None."""
         result = subprocess.run(
-            [_executable(), *args],
+            [cli_executable(), *args],
             cwd=self.cwd,
             env=self.env,
             capture_output=True,
@@ -54,7 +46,7 @@ class Shell:
     def raw(self, *args: str, code: int = 0) -> bytes:
         """Run the CLI and return its stdout as bytes (for `cat`)."""
         result = subprocess.run(
-            [_executable(), *args],
+            [cli_executable(), *args],
             cwd=self.cwd,
             env=self.env,
             capture_output=True,

@@ -44,6 +44,7 @@ import yaml
 
 from threadline.errors import InvalidArgument
 from threadline.prep.expressions import compile_expression
+from threadline.prep.formats import check_document
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -266,12 +267,7 @@ class CleanseSpec:
         Raises:
             InvalidArgument: on a missing or unknown format id or a bad step.
         """
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            got = data.get("format") if isinstance(data, dict) else data
-            raise InvalidArgument(f"not a cleanse spec: format is {got!r}, expected {FORMAT!r}")
-        extra = set(data) - {"format", "steps"}
-        if extra:
-            raise InvalidArgument(f"cleanse spec has unknown key {sorted(extra)[0]!r}")
+        data = check_document(data, format_id=FORMAT, what="cleanse spec", keys={"steps"})
         return cls(data.get("steps", []))
 
     @classmethod

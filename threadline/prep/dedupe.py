@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from threadline.errors import InvalidArgument
+from threadline.prep.formats import check_document
 from threadline.prep.hashing import (
     MASK64,
     U64,
@@ -148,12 +149,8 @@ class DedupeSpec:
         Raises:
             InvalidArgument: on an unknown format id, unknown keys or bad values.
         """
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise InvalidArgument(f"not a dedupe definition: format {found!r}, expected {FORMAT!r}")
-        unknown = sorted(set(data) - set(cls().to_dict()))
-        if unknown:
-            raise InvalidArgument(f"dedupe definition has unknown keys {unknown}")
+        data = check_document(data, format_id=FORMAT, what="dedupe definition",
+                              keys=set(cls().to_dict()))
         if not isinstance(data.get("keys", []), list | tuple):
             raise InvalidArgument("dedupe definition 'keys' must be a list")
         fields = {k: v for k, v in data.items() if k != "format"}

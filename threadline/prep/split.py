@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from threadline.errors import InvalidArgument
+from threadline.prep.formats import check_document
 from threadline.prep.hashing import (
     MASK64,
     U64,
@@ -156,13 +157,8 @@ class SplitSpec:
         Raises:
             InvalidArgument: on an unknown format id, unknown keys or bad values.
         """
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise InvalidArgument(f"not a split definition: format {found!r}, expected {FORMAT!r}")
-        known = {"format", "fractions", "method", "by", "stratify", "time_column", "cutoffs", "seed"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidArgument(f"split definition has unknown keys {unknown}")
+        keys = {"fractions", "method", "by", "stratify", "time_column", "cutoffs", "seed"}
+        data = check_document(data, format_id=FORMAT, what="split definition", keys=keys)
         if not isinstance(data.get("fractions"), dict):
             raise InvalidArgument("split definition needs 'fractions' as an object of part -> fraction")
         for key in ("by", "cutoffs"):

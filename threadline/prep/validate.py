@@ -53,6 +53,7 @@ import pyarrow.compute as pc
 import yaml
 
 from threadline.errors import InvalidArgument
+from threadline.prep.formats import check_document
 from threadline.prep.hashing import HashSet, column_hash, null_mask
 
 if TYPE_CHECKING:
@@ -371,12 +372,8 @@ class TableSchema:
         Raises:
             InvalidArgument: on a wrong format id, unknown keys or bad values, naming the column.
         """
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise InvalidArgument(f"not a schema-rules file: format {found!r}, expected {FORMAT!r}")
-        unknown = sorted(str(k) for k in set(data) - {"format", "extra_columns", "columns"})
-        if unknown:
-            raise InvalidArgument(f"schema has unknown keys {unknown}; known: format, extra_columns, columns")
+        data = check_document(data, format_id=FORMAT, what="schema-rules file",
+                              keys={"extra_columns", "columns"})
         columns = data.get("columns")
         if not isinstance(columns, list):
             raise InvalidArgument(f"schema 'columns' must be a list of column mappings, not {columns!r}")

@@ -340,7 +340,7 @@ def test_spec_json_round_trip_and_bad_definitions() -> None:
     assert data["format"] == FORMAT
     assert DedupeSpec.from_dict(data) == spec
     assert DedupeSpec.from_dict({"format": FORMAT}) == DedupeSpec()
-    with pytest.raises(InvalidArgument, match=r"not a dedupe definition: format 'threadline.split/1'"):
+    with pytest.raises(InvalidArgument, match=r"not a dedupe definition: format is 'threadline.split/1'"):
         DedupeSpec.from_dict({**data, "format": "threadline.split/1"})
     with pytest.raises(InvalidArgument, match=r"unknown keys \['extra'\]"):
         DedupeSpec.from_dict({**data, "extra": 1})

@@ -369,7 +369,7 @@ def test_spec_round_trips_through_json() -> None:
 
 def test_from_dict_refuses_other_formats_and_unknown_keys() -> None:
     data = SplitSpec(THREE).to_dict()
-    with pytest.raises(InvalidArgument, match=r"format 'threadline\.split/9', expected"):
+    with pytest.raises(InvalidArgument, match=r"format is 'threadline\.split/9', expected"):
         SplitSpec.from_dict({**data, "format": "threadline.split/9"})
     with pytest.raises(InvalidArgument, match=r"unknown keys \['shuffle'\]"):
         SplitSpec.from_dict({**data, "shuffle": True})

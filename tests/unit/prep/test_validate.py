@@ -294,7 +294,7 @@ def test_bad_yaml_values_give_clear_errors(column: str, message: str) -> None:
 def test_bad_yaml_documents_give_clear_errors() -> None:
     with pytest.raises(InvalidArgument, match="not valid YAML"):
         TableSchema.from_yaml("columns: [")
-    with pytest.raises(InvalidArgument, match=r"format 'other', expected 'threadline\.schema-rules/1'"):
+    with pytest.raises(InvalidArgument, match=r"format is 'other', expected 'threadline\.schema-rules/1'"):
         TableSchema.from_yaml("format: other\ncolumns: []\n")
     with pytest.raises(InvalidArgument, match=r"extra_columns 'keep' must be 'fail' or 'ignore'"):
         TableSchema.from_yaml("format: threadline.schema-rules/1\nextra_columns: keep\ncolumns: []\n")
