@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from threadline.errors import InvalidArgument
-from threadline.prep.formats import check_document
+from threadline.prep.formats import check_columns, check_document
 from threadline.prep.hashing import (
     MASK64,
     U64,
@@ -171,15 +171,10 @@ class DedupeSpec:
             checks.append((self.latest_column, _orderable_type, "a number or temporal"))
         if self.near is not None:
             checks.append((self.near, text_type, "a string"))
-        for name, ok, wanted in checks:
-            index = schema.get_field_index(name)
-            if index < 0:
-                raise InvalidArgument(f"dedupe column {name!r} is not in the table; columns: {schema.names}")
-            dtype = schema.field(index).type
-            if not ok(dtype):
-                whole_row = not self.keys and name not in (self.near, self.latest_column)
-                what = " (no keys: every column)" if whole_row else ""
-                raise InvalidArgument(f"dedupe column {name!r}{what} has type {dtype}; it must be {wanted}")
+        def whole_row(name: str) -> str:
+            return "" if self.keys or name in (self.near, self.latest_column) else " (no keys: every column)"
+
+        check_columns(schema, checks, what="dedupe column", detail=whole_row)
 
 
 @dataclass

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from threadline.errors import InvalidArgument
-from threadline.prep.formats import check_document
+from threadline.prep.formats import check_columns, check_document
 from threadline.prep.hashing import (
     MASK64,
     U64,
@@ -187,13 +187,7 @@ class SplitSpec:
             checks.append((self.stratify, _label_type, "an integer, bool, string or dictionary"))
         if self.time_column is not None:
             checks.append((self.time_column, _time_type, "a timestamp, date or ISO-8601 string"))
-        for name, ok, wanted in checks:
-            index = schema.get_field_index(name)
-            if index < 0:
-                raise InvalidArgument(f"split column {name!r} is not in the table; columns: {schema.names}")
-            dtype = schema.field(index).type
-            if not ok(dtype):
-                raise InvalidArgument(f"split column {name!r} has type {dtype}; it must be {wanted}")
+        check_columns(schema, checks, what="split column")
 
 
 @dataclass
