@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -40,7 +41,7 @@ class RepoRow(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
     description: Mapped[str] = mapped_column(Text, default="", nullable=False)
     default_branch: Mapped[str] = mapped_column(String(100), default="main", nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=True)
     created_by: Mapped[str] = mapped_column(String(200), default="", nullable=False)
 
 
@@ -74,7 +75,7 @@ class RefRow(Base):
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # "branch" | "tag"
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     commit_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=True)
 
     # branches and tags share one namespace (a branch would hide a tag of the same name)
     __table_args__ = (Index("uq_refs_repo_name", "repo_id", "name", unique=True),)
@@ -93,7 +94,7 @@ class RefLogRow(Base):
     action: Mapped[str] = mapped_column(String(20), nullable=False)
     actor: Mapped[str] = mapped_column(String(200), nullable=False)
     message: Mapped[str] = mapped_column(Text, default="", nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=True)
 
     __table_args__ = (Index("ix_ref_log_repo_name", "repo_id", "name", "id"),)
 
@@ -109,7 +110,7 @@ class LineageEdgeRow(Base):
     relation: Mapped[str] = mapped_column(String(40), nullable=False)
     to_kind: Mapped[str] = mapped_column(String(40), nullable=False)
     to_id: Mapped[str] = mapped_column(String(200), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=True)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, nullable=False, default=dict)
 
     __table_args__ = (
@@ -117,3 +118,177 @@ class LineageEdgeRow(Base):
         Index("ix_lineage_from", "from_kind", "from_id"),
         Index("ix_lineage_to", "to_kind", "to_id"),
     )
+
+
+# --- tracking: experiments, runs and what they log (issue 5) -------------------------------
+
+
+class ExperimentRow(Base):
+    """A named group of runs (MLflow's experiment)."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    lifecycle_stage: Mapped[str] = mapped_column(String(20), default="active", nullable=False)
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)  # ms since the epoch
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class RunRow(Base):
+    """A tracked execution; times are milliseconds since the epoch, as in MLflow's API."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False
+    )
+    parent_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    name: Mapped[str] = mapped_column(String(250), default="", nullable=False)
+    status: Mapped[str] = mapped_column(String(20), default="RUNNING", nullable=False)
+    lifecycle_stage: Mapped[str] = mapped_column(String(20), default="active", nullable=False)
+    user: Mapped[str] = mapped_column(String(200), default="", nullable=False)
+    start_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    end_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: the data commit holding the run's artifacts (None until the first artifact is logged)
+    artifact_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: git commit, hash of uncommitted changes, Python version, package-set hash
+    source: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+    __table_args__ = (
+        Index("ix_runs_experiment_start", "experiment_id", "start_time"),
+        Index("ix_runs_parent", "parent_id"),
+    )
+
+
+class ParamRow(Base):
+    """One parameter of a run; logged once, never changed (as in MLflow)."""
+
+    __tablename__ = "params"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class TagRow(Base):
+    """One tag of a run; setting it again replaces the value."""
+
+    __tablename__ = "tags"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class MetricRow(Base):
+    """One point of a metric series: (run, key, step, timestamp) -> value."""
+
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), nullable=False)
+    key: Mapped[str] = mapped_column(String(250), nullable=False)
+    value: Mapped[float] = mapped_column(Float, nullable=True)  # NULL stands for NaN
+    step: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    timestamp: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (Index("ix_metrics_run_key_step", "run_id", "key", "step"),)
+
+
+class LatestMetricRow(Base):
+    """The latest point of each series (highest step, then time): what searches filter on."""
+
+    __tablename__ = "latest_metrics"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, nullable=True)
+    step: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    timestamp: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (Index("ix_latest_metrics_key_value", "key", "value"),)
+
+
+# --- registry: models, versions, aliases and their history (issue 5) -----------------------
+
+
+class RegisteredModelRow(Base):
+    """A registered model: a name, its promotion policy and its versions."""
+
+    __tablename__ = "registered_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    description: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)
+    #: the promotion gates, per alias (see registry/gates.py)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ModelVersionRow(Base):
+    """One immutable version of a model: artifact commit, flavor, signature, lineage."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE"), nullable=False
+    )
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    artifact_commit: Mapped[str] = mapped_column(String(64), nullable=False)
+    artifact_path: Mapped[str] = mapped_column(String(500), default="", nullable=False)
+    flavor: Mapped[str] = mapped_column(String(40), nullable=False)
+    format_id: Mapped[str] = mapped_column(String(80), nullable=False)
+    #: the hash of the serialized model, checked before any opt-in unpickling
+    artifact_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    signature: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    #: training data: [{"repo": ..., "commit": ..., "branch": ...}]
+    data: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False, default=list)
+    description: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    created_by: Mapped[str] = mapped_column(String(200), default="", nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (UniqueConstraint("model_id", "version", name="uq_model_version"),)
+
+
+class ModelAliasRow(Base):
+    """A movable pointer (`production`, `staging`, ...) to one version of a model."""
+
+    __tablename__ = "model_aliases"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class AliasLogRow(Base):
+    """One move of an alias (set, promote, rollback, delete) with who, why and what came along."""
+
+    __tablename__ = "alias_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE"), nullable=False
+    )
+    alias: Mapped[str] = mapped_column(String(100), nullable=False)
+    old_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    action: Mapped[str] = mapped_column(String(20), nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    message: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    #: gate results, approver, data branches moved with the model
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, nullable=False, default=dict)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (Index("ix_alias_log_model_alias", "model_id", "alias", "id"),)

@@ -56,3 +56,18 @@ def test_a_database_at_an_older_revision_is_upgraded_on_open(tmp_path: Path) -> 
         assert any(row[1] == "uq_refs_repo_name" and row[2] == 1 for row in indexes)
     finally:
         db.close()
+
+
+def test_the_migrations_build_exactly_the_schema_the_models_declare(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from threadline.meta.models import Base
+
+    db = Database(f"sqlite:///{tmp_path / 'meta.db'}")
+    try:
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        db.close()
+    assert diff == []

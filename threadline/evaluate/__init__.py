@@ -1,0 +1,1 @@
+"""Evaluation against actuals: metrics, slices, champion/challenger comparison, reports."""
