@@ -11,7 +11,9 @@ import typer
 from rich.markup import escape
 
 from threadline.cli import data as data_cli
+from threadline.cli import models as models_cli
 from threadline.cli import prep as prep_cli
+from threadline.cli import runs as runs_cli
 from threadline.cli.output import emit_json, err_console, repos
 from threadline.errors import ThreadlineError
 
@@ -24,6 +26,8 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(prep_cli.app, name="prep")
+app.add_typer(runs_cli.app, name="runs")
+app.add_typer(models_cli.app, name="models")
 
 _state = {"verbose": False}
 
