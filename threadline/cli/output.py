@@ -12,7 +12,9 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    SpinnerColumn,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -60,4 +62,20 @@ def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None
                TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def rows_progress(label: str) -> Iterator[Callable[[int], None]]:
+    """A live count of rows processed and their rate, on stderr when it is a terminal.
+
+    For table steps whose row count is not known up front (CSV sources, several passes).
+    """
+    if not err_console.is_terminal:
+        yield lambda _n: None
+        return
+    columns = (SpinnerColumn(), TextColumn(label), TextColumn("{task.completed:,.0f} rows"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
         yield lambda n: bar.advance(task, n)

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from threadline.cli.output import console, emit_json, err_console, repos
+from threadline.cli.output import console, emit_json, err_console, repos, rows_progress
 from threadline.errors import InvalidArgument
 
 app = typer.Typer(help="Data preparation steps, each recorded as a commit.", no_args_is_help=True)
@@ -56,7 +56,8 @@ def split(
         cutoffs=[c.strip() for c in (cutoffs or "").split(",") if c.strip()],
         seed=seed,
     )
-    result = run(repos(), ref, into, spec)
+    with rows_progress(f"splitting {escape(ref)}") as advance:
+        result = run(repos(), ref, into, spec, progress=advance)
     if as_json:
         emit_json({"commit": result.commit.id, "created": result.created, **result.report})
         return
@@ -79,7 +80,9 @@ def ingest(
 
     if not into:
         raise InvalidArgument("name the target with --into REPO[@BRANCH]")
-    result = run(repos(), into, sources=sources or (), url=url, query=query, replace=replace)
+    with rows_progress(f"ingesting into {escape(into)}") as advance:
+        result = run(repos(), into, sources=sources or (), url=url, query=query, replace=replace,
+                     progress=advance)
     if as_json:
         emit_json({"commit": result.commit.id, "created": result.created, **result.report})
         return
@@ -109,7 +112,8 @@ def dedupe(
 
     spec = DedupeSpec(keys=tuple(c.strip() for c in keys.split(",")) if keys else (), keep=keep,
                       near=near, threshold=threshold)
-    result = run(repos(), ref, into, spec, keep_removed=keep_removed)
+    with rows_progress(f"de-duplicating {escape(ref)}") as advance:
+        result = run(repos(), ref, into, spec, keep_removed=keep_removed, progress=advance)
     if as_json:
         emit_json({"commit": result.commit.id, "created": result.created, **result.report})
         return
@@ -133,7 +137,8 @@ def cleanse(
     from threadline.prep.cleanse import load_cleanse
     from threadline.prep.steps import cleanse as run
 
-    result = run(repos(), ref, into, load_cleanse(_read_text(spec)))
+    with rows_progress(f"cleansing {escape(ref)}") as advance:
+        result = run(repos(), ref, into, load_cleanse(_read_text(spec)), progress=advance)
     if as_json:
         emit_json({"commit": result.commit.id, "created": result.created, **result.report})
         return
@@ -180,7 +185,8 @@ def validate(
                           f"{report['rows_dropped']:,} would be dropped, "
                           f"{report['rows_quarantined']:,} quarantined")
         return
-    result = run(repos(), ref, into, rules)
+    with rows_progress(f"validating {escape(ref)}") as advance:
+        result = run(repos(), ref, into, rules, progress=advance)
     if as_json:
         emit_json({"commit": result.commit.id, "created": result.created, **result.report})
         return
@@ -205,7 +211,8 @@ def profile(
     """Per-column statistics of a committed table, in one streaming pass."""
     from threadline.prep.steps import profile as run
 
-    result = run(repos(), ref)
+    with rows_progress(f"profiling {escape(ref)}") as advance:
+        result = run(repos(), ref, progress=advance)
     if as_json:
         emit_json(result.to_dict())
         return

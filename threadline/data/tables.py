@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from threadline.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from threadline.data.manifest import FileEntry
     from threadline.data.repos import DataRepos
@@ -84,14 +84,21 @@ def open_file(repos: DataRepos, ref: str) -> io.BufferedReader:
     return io.BufferedReader(StoredFileReader(repos.content, file_entry(repos, ref)), 1 << 20)
 
 
+#: the size a Parquet batch aims at (see `iter_batches`)
+BATCH_BYTES = 8 << 20
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".ndjson", ".json")
 
 
-def iter_batches(repos: DataRepos, ref: str, *, batch_rows: int = 65_536) -> Iterator[Any]:
+def iter_batches(
+    repos: DataRepos, ref: str, *, batch_rows: int = 65_536, columns: Sequence[str] | None = None
+) -> Iterator[Any]:
     """Stream a committed table as pyarrow RecordBatches, in bounded memory.
 
     Parquet is read row group by row group and CSV/TSV block by block; JSON Lines files are
-    read whole (pyarrow has no streaming JSON reader), then sliced.
+    read whole (pyarrow has no streaming JSON reader), then sliced. With `columns`, only those
+    columns are returned (Parquet decodes only them). Parquet batches hold at most
+    `batch_rows` rows and about `BATCH_BYTES` bytes: the reader's buffers grow to several times
+    a batch, so batches of wide rows are kept short.
     """
     import pyarrow.csv as pacsv  # heavy: only for table reads
     import pyarrow.parquet as pq
@@ -104,17 +111,40 @@ def iter_batches(repos: DataRepos, ref: str, *, batch_rows: int = 65_536) -> Ite
         )
     with open_file(repos, ref) as fh:
         if name.endswith(".parquet"):
-            yield from pq.ParquetFile(fh).iter_batches(batch_size=batch_rows)
+            parquet = pq.ParquetFile(fh)
+            yield from parquet.iter_batches(
+                batch_size=_parquet_batch_rows(parquet.metadata, batch_rows, columns), columns=columns
+            )
         elif name.endswith((".csv", ".tsv")):
             delimiter = "\t" if name.endswith(".tsv") else ","
             reader = pacsv.open_csv(
                 fh,
                 read_options=pacsv.ReadOptions(block_size=8 << 20),
                 parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                convert_options=pacsv.ConvertOptions(include_columns=columns) if columns else None,
             )
             yield from reader
         else:
-            yield from read_table(repos, ref).to_batches(max_chunksize=batch_rows)
+            table = read_table(repos, ref)
+            yield from (table.select(columns) if columns is not None else table).to_batches(
+                max_chunksize=batch_rows
+            )
+
+
+def _parquet_batch_rows(meta: Any, batch_rows: int, columns: Sequence[str] | None) -> int:
+    """Rows per batch so that a batch of the selected columns is about BATCH_BYTES."""
+    if not meta.num_rows or not meta.num_row_groups:
+        return batch_rows
+    wanted = set(columns) if columns is not None else None
+    size = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            if wanted is None or column.path_in_schema.split(".", 1)[0] in wanted:
+                size += column.total_uncompressed_size
+    per_row = max(1, size // meta.num_rows)
+    return int(max(1024, min(batch_rows, BATCH_BYTES // per_row)))
 
 
 def read_table(repos: DataRepos, ref: str, *, pandas: bool = False) -> Any:

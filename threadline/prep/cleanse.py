@@ -91,6 +91,14 @@ class Step:
     params: Any
     on_error: str = "fail"
 
+    def reads(self) -> frozenset[str] | None:
+        """The input columns the step reads, or None when it renames (names change under it)."""
+        if self.kind == "rename":
+            return None
+        if self.kind == "derive":
+            return frozenset().union(*(compile_expression(text).columns for text in self.params.values()))
+        return frozenset(self.params if self.kind in _LIST_KINDS else list(self.params))
+
     @property
     def needs_fit(self) -> bool:
         """Whether the step uses statistics computed on the data."""
@@ -291,13 +299,37 @@ class CleanseSpec:
             fields = _validate_step(index, step, fields)
         return pa.schema(list(fields.items()))
 
-    def fit(self, source: Callable[[], Iterable[pa.RecordBatch]]) -> FittedCleanse:
-        """Compute the statistics the steps need, one pass over `source` per such step."""
+    def fit(
+        self,
+        source: Callable[[], Iterable[pa.RecordBatch]],
+        *,
+        read_columns: Callable[[list[str]], Iterable[pa.RecordBatch]] | None = None,
+    ) -> FittedCleanse:
+        """Compute the statistics the steps need, one pass over the data per such step.
+
+        With `read_columns` (streams only the named columns that exist in the input), a pass
+        reads just the columns of the fitted step and of the steps before it, so fitting
+        reads a fraction of a wide table.
+        """
         stats: dict[int, Stats] = {}
         for index, step in enumerate(self.steps):
             if step.needs_fit:
-                stats[index] = _fit_step(index, step, self, stats, source)
+                columns = _needed_columns(self.steps[: index + 1]) if read_columns else None
+                def reader(columns: list[str] | None = columns) -> Iterable[pa.RecordBatch]:
+                    return source() if columns is None or read_columns is None else read_columns(columns)
+                stats[index] = _fit_step(index, step, self, stats, reader)
         return FittedCleanse(self, stats)
+
+
+def _needed_columns(steps: tuple[Step, ...]) -> list[str] | None:
+    """The columns a run of `steps` reads, or None (all) when one of them renames."""
+    needed: set[str] = set()
+    for step in steps:
+        reads = step.reads()
+        if reads is None:
+            return None
+        needed |= reads
+    return sorted(needed)
 
 
 def _load_yaml(text: str) -> Any:

@@ -41,9 +41,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from threadline.errors import InvalidArgument, NotFound
+from threadline.prep.sink import ROW_GROUP_ROWS, TableSink
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator, Sequence
+
+    from threadline.prep.profile import TableProfile
 
 SCHEMA_FORMAT = "threadline.schema/1"
 REPORT_FORMAT = "threadline.ingest/1"
@@ -93,10 +96,12 @@ class IngestReport:
     Attributes:
         parts: one entry per part written.
         schema: the Arrow schema of every part.
+        profile: the profile of the parts asked for (see `ingest_files`), else None.
     """
 
     parts: list[PartInfo] = field(default_factory=list)
     schema: pa.Schema = field(default_factory=lambda: pa.schema([]))
+    profile: TableProfile | None = None
 
     @property
     def total_rows(self) -> int:
@@ -317,9 +322,10 @@ def _conform(batch: Any, schema: Any, source: str) -> Any:
 class _Staging:
     """Parts written under temporary names in the output folder, renamed together on `commit`."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, *, durable: bool = True) -> None:
         out.mkdir(parents=True, exist_ok=True)
         self.out = out
+        self.durable = durable
         self.pending: list[tuple[Path, Path]] = []
 
     def temp_for(self, part: str) -> Path:
@@ -328,33 +334,30 @@ class _Staging:
         return temp
 
     def write(
-        self, part: str, schema: Any, batches: Iterator[Any], batch_rows: int,
-        on_batch: Callable[[str, Any], None] | None = None,
-    ) -> int:
-        """Write the batches as one part (row groups of at most batch_rows); returns the row count."""
+        self, part: str, schema: Any, batches: Iterator[Any], row_group_rows: int, *, profile: bool,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[int, TableProfile | None]:
+        """Write the batches as one part; returns the row count and, if asked, their profile."""
         temp = self.temp_for(part)
-        rows = 0
-        # Snappy: the fastest codec every Parquet reader has; the object store compresses the
-        # committed file again with zstd where that still pays.
-        with pq.ParquetWriter(temp, schema, compression="snappy") as writer:
+        with TableSink(temp, schema, profile=profile, row_group_rows=row_group_rows) as sink:
             for batch in batches:
-                for start in range(0, batch.num_rows, batch_rows):
-                    piece = batch.slice(start, batch_rows)
-                    writer.write_batch(piece)
-                    if on_batch is not None:
-                        on_batch(part, piece)
-                    rows += piece.num_rows
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return rows
+                sink.write(batch)
+                if progress is not None:
+                    progress(batch.num_rows)
+        if self.durable:
+            fd = os.open(temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return sink.rows, sink.profile if profile else None
 
     def commit(self) -> None:
         for temp, final in self.pending:
             os.replace(temp, final)
         self.pending.clear()
+        if not self.durable:
+            return
         # Make the renames durable too.
         fd = os.open(self.out, os.O_RDONLY)
         try:
@@ -374,7 +377,10 @@ def ingest_files(
     *,
     schema: pa.Schema | None = None,
     batch_rows: int = 65536,
-    on_batch: Callable[[str, pa.RecordBatch], None] | None = None,
+    row_group_rows: int = ROW_GROUP_ROWS,
+    profile: Callable[[str], bool] | None = None,
+    durable: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Convert each source file into ``out/part-<blake3 of its bytes>.parquet``, streaming.
 
@@ -385,9 +391,13 @@ def ingest_files(
         paths: the source files (see `resolve_sources`).
         out: the output folder, created if missing.
         schema: the ``pyarrow.Schema`` every part gets; inferred from the first source if None.
-        batch_rows: the most rows per batch and per Parquet row group.
-        on_batch: called with (part name, batch) for every batch written, e.g. to profile the
-            data in the same pass.
+        batch_rows: the most rows per batch read from Parquet and JSON Lines sources.
+        row_group_rows: the most rows per Parquet row group written.
+        profile: which parts to profile in the same pass (by part name); the report's
+            `profile` is then the profile of those parts together.
+        durable: fsync the parts before returning (False for a scratch folder that is
+            committed to the object store, which makes its own copy durable).
+        progress: called with the row count of each batch converted.
 
     Returns:
         the report of the parts written.
@@ -400,9 +410,10 @@ def ingest_files(
     """
     if batch_rows < 1:
         raise InvalidArgument(f"batch_rows must be at least 1, not {batch_rows}")
-    staging = _Staging(out)
+    staging = _Staging(out, durable=durable)
     parts: list[PartInfo] = []
     seen: set[str] = set()
+    profiles: list[TableProfile] = []
     try:
         for path in paths:
             try:
@@ -417,10 +428,12 @@ def ingest_files(
                 if schema is None:
                     schema = _settle(own_schema.remove_metadata())
                 target = schema
-                rows = staging.write(
+                rows, part_profile = staging.write(
                     part, target, (_conform(b, target, str(path)) for b in batches),
-                    batch_rows, on_batch,
+                    row_group_rows, profile=profile is not None and profile(part), progress=progress,
                 )
+                if part_profile is not None:
+                    profiles.append(part_profile)
             except _ARROW_ERRORS as exc:
                 detail = (_csv_error(path, batch_rows) if _kind(path) in ("csv", "tsv") else None) or exc
                 raise InvalidArgument(f"{path}: cannot read it: {detail}") from exc
@@ -431,7 +444,10 @@ def ingest_files(
     except BaseException:
         staging.discard()
         raise
-    return IngestReport(parts, schema if schema is not None else pa.schema([]))
+    merged = None
+    for one in profiles:
+        merged = one if merged is None else merged.merge(one)
+    return IngestReport(parts, schema if schema is not None else pa.schema([]), merged)
 
 
 # ---------------------------------------------------------------------------------------------- queries
@@ -469,7 +485,16 @@ def _query_batches(url: str, query: str, batch_rows: int, holder: list[Any]) -> 
         engine.dispose()
 
 
-def ingest_query(url: str, query: str, out: Path, *, batch_rows: int = 65536) -> IngestReport:
+def ingest_query(
+    url: str,
+    query: str,
+    out: Path,
+    *,
+    batch_rows: int = 65536,
+    profile: bool = False,
+    durable: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
     """Run a SQL query and write its rows as ``out/part-<blake3 of URL and query>.parquet``.
 
     Rows are fetched in chunks of batch_rows with a server-side cursor where the driver has one. Column
@@ -481,6 +506,9 @@ def ingest_query(url: str, query: str, out: Path, *, batch_rows: int = 65536) ->
         query: the SQL text.
         out: the output folder, created if missing.
         batch_rows: rows per chunk and per Parquet row group.
+        profile: also profile the rows (the report's `profile`).
+        durable: fsync the part before returning (see `ingest_files`).
+        progress: called with the row count of each chunk fetched.
 
     Returns:
         the report of the one part written.
@@ -494,14 +522,15 @@ def ingest_query(url: str, query: str, out: Path, *, batch_rows: int = 65536) ->
     masked, password = _masked(url)
     key = f"{masked}\n{query}".encode()
     part = f"part-{blake3.blake3(key).hexdigest()[:16]}.parquet"
-    staging = _Staging(out)
+    staging = _Staging(out, durable=durable)
     holder: list[Any] = []
     batches = _query_batches(url, query, batch_rows, holder)
     try:
         first = next(batches, None)  # runs the query and fixes the schema
         schema = holder[0]
         stream = _chain(first, batches) if first is not None else iter(())
-        rows = staging.write(part, schema, stream, batch_rows)
+        rows, part_profile = staging.write(part, schema, stream, batch_rows, profile=profile,
+                                           progress=progress)
         size = staging.pending[-1][0].stat().st_size
         staging.commit()
     except SQLAlchemyError as exc:
@@ -515,7 +544,7 @@ def ingest_query(url: str, query: str, out: Path, *, batch_rows: int = 65536) ->
         raise
     finally:
         batches.close()
-    return IngestReport([PartInfo(query, "query", part, rows, size)], schema)
+    return IngestReport([PartInfo(query, "query", part, rows, size)], schema, part_profile)
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:

@@ -1,13 +1,17 @@
-"""The preparation verbs on committed tables: `split` (and, as they land, the others).
+"""The preparation verbs on committed tables: ingest, validate, cleanse, dedupe, split, profile.
 
-Each reads a table from an input commit as a stream of Arrow batches, writes Parquet parts,
-their profiles and its own definition under `_threadline/`, and commits through `run_step`.
+Each reads a table from an input commit as a stream of Arrow batches, writes Parquet parts
+(through `TableSink`: large row groups, profiled on a worker thread), their profiles and its
+own definition under `_threadline/`, and commits through `run_step`. Every step takes
+`progress`, called with the row count of each batch it reads (a step that fits statistics
+reads its input more than once, and each pass counts).
 """
 
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import replace as replace_field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -29,6 +33,7 @@ from threadline.prep.ingest import (
 )
 from threadline.prep.ops import META_DIR, StepResult, run_step, write_json
 from threadline.prep.profile import TableProfile
+from threadline.prep.sink import TableSink
 from threadline.prep.split import SplitReport, SplitSpec, split_table
 from threadline.prep.validate import (
     QUARANTINE,
@@ -38,7 +43,7 @@ from threadline.prep.validate import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
     from threadline.data.repos import DataRepos
@@ -80,13 +85,33 @@ def _schema(repos: DataRepos, ref: str) -> pa.Schema:
     raise InvalidArgument(f"{ref} is an empty table: there is nothing to prepare")
 
 
-def profile(repos: DataRepos, ref: str) -> TableProfile:
-    """Profile a committed table in one streaming pass."""
-    return TableProfile.from_batches(iter_batches(repos, ref))
+def _reader(
+    repos: DataRepos, ref: str, progress: Callable[[int], None] | None
+) -> Callable[..., Iterator[pa.RecordBatch]]:
+    """`read(columns=None)` streams the table at `ref`, reporting each batch's rows to `progress`."""
+
+    def read(columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        for batch in iter_batches(repos, ref, columns=columns):
+            if progress is not None:
+                progress(batch.num_rows)
+            yield batch
+
+    return read
+
+
+def profile(repos: DataRepos, ref: str, *, progress: Callable[[int], None] | None = None) -> TableProfile:
+    """Profile a committed table in one streaming pass (`progress` gets the rows read)."""
+    return TableProfile.from_batches(_reader(repos, ref, progress)())
 
 
 def split(
-    repos: DataRepos, ref: str, into: str, spec: SplitSpec, *, message: str | None = None
+    repos: DataRepos,
+    ref: str,
+    into: str,
+    spec: SplitSpec,
+    *,
+    message: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> StepResult:
     """Split the table at `ref` into one Parquet file per part, committed into `into`.
 
@@ -100,15 +125,12 @@ def split(
 
     def produce(folder: Path) -> dict[str, Any]:
         report = SplitReport.empty(spec)
-        profiles = {part: TableProfile.from_table(schema.empty_table()) for part in spec.parts}
-        writers = {part: pq.ParquetWriter(folder / f"{part}.parquet", schema) for part in spec.parts}
-        try:
-            for part, batch in split_table(lambda: iter_batches(repos, ref), spec, report=report):
-                writers[part].write_batch(batch)
-                profiles[part].update(batch)
-        finally:
-            for writer in writers.values():
-                writer.close()
+        with ExitStack() as stack:
+            sinks = {part: stack.enter_context(TableSink(folder / f"{part}.parquet", schema))
+                     for part in spec.parts}
+            for part, batch in split_table(_reader(repos, ref, progress), spec, report=report):
+                sinks[part].write(batch)
+        profiles = {part: sink.profile for part, sink in sinks.items()}
         summary = {**report.to_dict(), "source": {"ref": ref, "path": entry.path}}
         write_json(folder / META_DIR / "split.json", summary)
         for part, prof in profiles.items():
@@ -138,6 +160,7 @@ def ingest(
     query: str | None = None,
     replace: bool = False,
     message: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> StepResult:
     """Ingest files (CSV, TSV, JSON Lines, Parquet; files, folders, globs) or a SQL query.
 
@@ -162,27 +185,19 @@ def ingest(
 
     def produce(folder: Path) -> dict[str, Any]:
         schema = schema_from_dict(previous_schema) if previous_schema else None
-        new_data = TableProfile.from_batches([])
-        # The profile of the new parts is computed in the same pass as the conversion, on a
-        # second thread, so it overlaps with parsing and writing.
-        with ThreadPoolExecutor(1, thread_name_prefix="tl-profile") as profiler:
-            pending: list[Future[None]] = []
-
-            def on_batch(part: str, batch: pa.RecordBatch) -> None:
-                if part not in existing:  # a part already in the table is already profiled
-                    pending.append(profiler.submit(new_data.update, batch))
-                    if len(pending) > 4:
-                        pending.pop(0).result()
-
-            if paths:
-                report: IngestReport = ingest_files(paths, folder, schema=schema, on_batch=on_batch)
-            else:
-                report = ingest_query(url or "", query or "", folder)
-                for part in report.parts:
-                    for batch in pq.ParquetFile(folder / part.part).iter_batches():
-                        on_batch(part.part, batch)
-            for future in pending:
-                future.result()
+        # A part already in the table is already in its profile: only new parts are profiled,
+        # in the same pass as their conversion.
+        if paths:
+            report: IngestReport = ingest_files(
+                paths, folder, schema=schema, profile=lambda part: part not in existing, durable=False,
+                progress=progress,
+            )
+        else:
+            report = ingest_query(url or "", query or "", folder, profile=True, durable=False,
+                                  progress=progress)
+            if report.parts[0].part in existing:  # the same query again: its part is profiled
+                report = replace_field(report, profile=None)
+        new_data = report.profile or TableProfile.from_batches([])
         whole = TableProfile.from_dict(previous_profile) if previous_profile else None
         if new_data.rows or whole is None:
             if not new_data.columns:
@@ -213,6 +228,7 @@ def dedupe(
     keep_removed: bool = False,
     output: str | None = None,
     message: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> StepResult:
     """Remove duplicate rows of the table at `ref`; commit the result into `into`.
 
@@ -229,24 +245,21 @@ def dedupe(
 
     def produce(folder: Path) -> dict[str, Any]:
         report = DedupeReport.empty(spec)
-        kept_profile = TableProfile.from_table(schema.empty_table())
         (folder / META_DIR).mkdir()
-        kept = pq.ParquetWriter(folder / name, schema)
-        removed = pq.ParquetWriter(folder / META_DIR / "removed.parquet", schema) if keep_removed else None
-        try:
-            rows = dedupe_table(lambda: iter_batches(repos, ref), spec, report=report,
+        with ExitStack() as stack:
+            kept = stack.enter_context(TableSink(folder / name, schema))
+            removed = (stack.enter_context(TableSink(folder / META_DIR / "removed.parquet", schema,
+                                                     profile=False))
+                       if keep_removed else None)
+            rows = dedupe_table(_reader(repos, ref, progress), spec, report=report,
                                 removed=keep_removed)
             for status, batch in rows:
                 if status == REMOVED:
                     assert removed is not None
-                    removed.write_batch(batch)
+                    removed.write(batch)
                 else:
-                    kept.write_batch(batch)
-                    kept_profile.update(batch)
-        finally:
-            kept.close()
-            if removed is not None:
-                removed.close()
+                    kept.write(batch)
+        kept_profile = kept.profile
         summary = report.to_dict()
         write_json(folder / META_DIR / "dedupe.json", {**summary, "source": {"ref": ref, "path": entry.path}})
         write_json(folder / META_DIR / "profile.json", kept_profile.to_dict())
@@ -266,6 +279,7 @@ def cleanse(
     *,
     output: str | None = None,
     message: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> StepResult:
     """Apply a cleansing spec to the table at `ref`; commit the result into `into`.
 
@@ -281,18 +295,22 @@ def cleanse(
     out_schema = plain.validate(schema)
     name = output or entry.path.rsplit("/", 1)[-1].split(".", 1)[0] + ".parquet"
 
-    def source() -> Iterator[pa.RecordBatch]:
-        return iter_batches(repos, ref)
+    read = _reader(repos, ref, progress)
 
-    fitted = spec if isinstance(spec, FittedCleanse) else spec.fit(source)
+    def source() -> Iterator[pa.RecordBatch]:
+        return read()
+
+    def read_columns(names: list[str]) -> Iterator[pa.RecordBatch]:
+        return read([name for name in names if name in schema.names])
+
+    fitted = spec if isinstance(spec, FittedCleanse) else spec.fit(source, read_columns=read_columns)
 
     def produce(folder: Path) -> dict[str, Any]:
         report = CleanseReport.empty(plain)
-        result_profile = TableProfile.from_table(out_schema.empty_table())
-        with pq.ParquetWriter(folder / name, out_schema) as writer:
+        with TableSink(folder / name, out_schema) as sink:
             for batch in cleanse_table(source, fitted, report=report):
-                writer.write_batch(batch)
-                result_profile.update(batch)
+                sink.write(batch)
+        result_profile = sink.profile
         (folder / META_DIR).mkdir(exist_ok=True)
         (folder / META_DIR / "cleanse.yaml").write_text(fitted.to_yaml())
         summary = report.to_dict()
@@ -326,6 +344,7 @@ def validate(
     *,
     output: str | None = None,
     message: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> StepResult:
     """Validate the table at `ref` and commit the rows that pass into `into`.
 
@@ -342,31 +361,25 @@ def validate(
     def produce(folder: Path) -> dict[str, Any]:
         report = ValidationReport()
         (folder / META_DIR).mkdir()
-        valid_writer: pq.ParquetWriter | None = None
-        quarantine_writer: pq.ParquetWriter | None = None
-        valid_profile: TableProfile | None = None
-        try:
-            for status, batch in validate_table(lambda: iter_batches(repos, ref), schema, report=report):
+        with ExitStack() as stack:
+            # Opened on the first batch of each kind: that batch's schema is the output's.
+            valid: TableSink | None = None
+            quarantine: TableSink | None = None
+            for status, batch in validate_table(_reader(repos, ref, progress), schema, report=report):
                 if status == QUARANTINE:
-                    if quarantine_writer is None:
-                        quarantine_writer = pq.ParquetWriter(
-                            folder / META_DIR / "quarantine.parquet", batch.schema)
-                    quarantine_writer.write_batch(batch)
+                    if quarantine is None:
+                        quarantine = stack.enter_context(TableSink(
+                            folder / META_DIR / "quarantine.parquet", batch.schema, profile=False))
+                    quarantine.write(batch)
                     continue
-                if valid_writer is None:
-                    valid_writer = pq.ParquetWriter(folder / name, batch.schema)
-                    valid_profile = TableProfile.from_table(batch.schema.empty_table())
-                valid_writer.write_batch(batch)
-                assert valid_profile is not None
-                valid_profile.update(batch)
-        finally:
-            for writer in (valid_writer, quarantine_writer):
-                if writer is not None:
-                    writer.close()
-        if valid_writer is None:  # no valid row: still an empty table with the declared schema
+                if valid is None:
+                    valid = stack.enter_context(TableSink(folder / name, batch.schema))
+                valid.write(batch)
+        if valid is None:  # no valid row: still an empty table with the declared schema
             pq.write_table(valid_schema.empty_table(), folder / name)
             valid_profile = TableProfile.from_table(valid_schema.empty_table())
-        assert valid_profile is not None
+        else:
+            valid_profile = valid.profile
         (folder / META_DIR / "schema-rules.yaml").write_text(schema.to_yaml())
         summary = report.to_dict()
         source_info = {"ref": ref, "path": entry.path}

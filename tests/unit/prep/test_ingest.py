@@ -152,10 +152,11 @@ def test_large_csv_streams_in_several_row_groups(tmp_path: Path) -> None:
         fh.write("id,value,label\n")
         fh.writelines(f"{i},{i * 0.5},label-{i:09d}\n" for i in range(line_count))
     assert source.stat().st_size > 20_000_000
-    report = ingest_files([source], tmp_path / "out", batch_rows=1_000_000)
+    report = ingest_files([source], tmp_path / "out", row_group_rows=100_000)
     meta = pq.ParquetFile(tmp_path / "out" / report.parts[0].part).metadata
-    # batch_rows exceeds the row count: several row groups can only come from several 8 MiB blocks.
-    assert meta.num_row_groups >= 3
+    # 8 MiB blocks are gathered into row groups of exactly 100,000 rows, the last one shorter
+    groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert groups == [100_000] * 7
     assert meta.num_rows == report.total_rows == line_count
 
 

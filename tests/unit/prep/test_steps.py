@@ -109,3 +109,22 @@ def test_profile_of_a_committed_csv(home: DataRepos, raw: str) -> None:
     assert prof.columns["amount"].min == 0.0
     assert prof.columns["amount"].max == 1498.5
     assert dict(prof.columns["label"].top or []) == {"no": 750, "yes": 250}
+
+
+def test_steps_report_every_row_they_read_to_progress(home: DataRepos, raw: str) -> None:
+    from threadline.prep.cleanse import CleanseSpec
+    from threadline.prep.dedupe import DedupeSpec
+    from threadline.prep.steps import cleanse, dedupe
+
+    home.create("clean")
+    home.create("cleansed")
+    counts: dict[str, list[int]] = {"split": [], "dedupe": [], "cleanse": [], "profile": []}
+    split(home, raw, "splits", SplitSpec({"a": 0.5, "b": 0.5}), progress=counts["split"].append)
+    dedupe(home, raw, "clean", DedupeSpec(), progress=counts["dedupe"].append)
+    # a mean fill reads the table twice: once to fit the mean, once to apply it
+    spec = CleanseSpec.from_dict({"format": "threadline.cleanse/1",
+                                  "steps": [{"missing": {"amount": {"strategy": "mean"}}}]})
+    cleanse(home, raw, "cleansed", spec, progress=counts["cleanse"].append)
+    profile(home, raw, progress=counts["profile"].append)
+    assert {step: sum(rows) for step, rows in counts.items()} == {
+        "split": 1000, "dedupe": 1000, "cleanse": 2000, "profile": 1000}
