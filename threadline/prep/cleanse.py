@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -47,7 +48,7 @@ from threadline.prep.expressions import compile_expression
 from threadline.prep.formats import check_document
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 FORMAT = "threadline.cleanse/1"
 EXAMPLES = 5
@@ -98,6 +99,20 @@ class Step:
         if self.kind == "derive":
             return frozenset().union(*(compile_expression(text).columns for text in self.params.values()))
         return frozenset(self.params if self.kind in _LIST_KINDS else list(self.params))
+
+    def writes(self) -> frozenset[str] | None:
+        """The columns the step changes, drops or defines, or None when it renames."""
+        if self.kind == "rename":
+            return None
+        return frozenset(self.params if self.kind in _LIST_KINDS else list(self.params))
+
+    @property
+    def drops_rows(self) -> bool:
+        """Whether the step can remove rows (then every statistic after it depends on it)."""
+        options = self.params.values() if isinstance(self.params, dict) else ()
+        if self.kind == "missing":
+            return any(o["strategy"] == "drop" for o in options)
+        return self.kind == "outliers" and any(o.get("method") == "drop" for o in options)
 
     @property
     def needs_fit(self) -> bool:
@@ -307,29 +322,60 @@ class CleanseSpec:
     ) -> FittedCleanse:
         """Compute the statistics the steps need, one pass over the data per such step.
 
-        With `read_columns` (streams only the named columns that exist in the input), a pass
-        reads just the columns of the fitted step and of the steps before it, so fitting
-        reads a fraction of a wide table.
+        Each pass runs only the earlier steps that can change the statistic (see `_fit_plan`)
+        and, with `read_columns` (streams only the named columns that exist in the input),
+        reads only the columns those steps and the fitted one use: fitting one column of a
+        wide table reads that column.
         """
         stats: dict[int, Stats] = {}
         for index, step in enumerate(self.steps):
             if step.needs_fit:
-                columns = _needed_columns(self.steps[: index + 1]) if read_columns else None
-                def reader(columns: list[str] | None = columns) -> Iterable[pa.RecordBatch]:
-                    return source() if columns is None or read_columns is None else read_columns(columns)
-                stats[index] = _fit_step(index, step, self, stats, reader)
+                before, columns = _fit_plan(self.steps, index)
+                if read_columns is None or columns is None:
+                    stats[index] = _fit_step(step, before, stats, source)
+                else:
+                    stats[index] = _fit_step(step, before, stats, partial(read_columns, columns))
         return FittedCleanse(self, stats)
 
 
-def _needed_columns(steps: tuple[Step, ...]) -> list[str] | None:
-    """The columns a run of `steps` reads, or None (all) when one of them renames."""
-    needed: set[str] = set()
-    for step in steps:
+def untouched_columns(spec: CleanseSpec, names: Sequence[str]) -> set[str]:
+    """The input columns that come out of `spec` unchanged, row for row.
+
+    Empty when a step can drop rows (then every column's values change as a whole). The
+    profile of such a column is the input's, so a cleanse need not profile it again.
+    """
+    if any(step.drops_rows for step in spec.steps):
+        return set()
+    untouched = set(names)
+    for step in spec.steps:
+        if step.kind == "rename":
+            untouched -= set(step.params) | set(step.params.values())
+        else:
+            untouched -= set(step.params)  # the columns a step changes, drops or (re)defines
+    return untouched
+
+
+def _fit_plan(steps: tuple[Step, ...], index: int) -> tuple[list[tuple[int, Step]], list[str] | None]:
+    """What fitting step `index` must run first, and the input columns it reads (None: all).
+
+    Walking back from the fitted step: a step that writes a column still needed, or drops
+    rows, must run (and its inputs become needed); any other step cannot change the
+    statistic and is skipped. A rename makes names ambiguous: then everything runs.
+    """
+    needed = set(steps[index].params)
+    run: list[tuple[int, Step]] = []
+    for i in range(index - 1, -1, -1):
+        step = steps[i]
+        writes = step.writes()
         reads = step.reads()
-        if reads is None:
-            return None
-        needed |= reads
-    return sorted(needed)
+        if writes is None or reads is None:
+            return list(enumerate(steps[:index])), None
+        if step.drops_rows or writes & needed:
+            run.append((i, step))
+            if step.kind == "derive":
+                needed -= writes  # made by the step, not read from the input
+            needed |= reads
+    return run[::-1], sorted(needed)
 
 
 def _load_yaml(text: str) -> Any:
@@ -636,13 +682,12 @@ def _run(
 
 
 def _fit_step(
-    index: int,
     step: Step,
-    spec: CleanseSpec,
+    before: list[tuple[int, Step]],
     stats: dict[int, Stats],
     source: Callable[[], Iterable[pa.RecordBatch]],
 ) -> Stats:
-    """One pass over `source` through the steps before `index`, collecting what `step` needs."""
+    """One pass over `source` through the steps `before` it, collecting what `step` needs."""
     wanted = {
         name: option.get("strategy", "quantiles")
         for name, option in step.params.items()
@@ -652,8 +697,9 @@ def _fit_step(
     counts: Counter[str] = Counter()
     chunks: dict[str, list[pa.Array]] = {name: [] for name in wanted}
     modes: dict[str, Counter[Any]] = {name: Counter() for name in wanted}
-    for raw in source():
-        batch = _run(raw, spec.steps[:index], stats, None)
+    for batch in source():
+        for i, earlier in before:
+            batch = _apply_step(i, earlier, batch, stats.get(i, {}), None)
         for name, how in wanted.items():
             array = batch.column(name)
             if how == "mean":

@@ -274,11 +274,14 @@ def _read_batches(path: Path, batch_rows: int, *, threads: bool = True) -> tuple
     """Open a source: its own (inferred) schema, and its record batches, read lazily."""
     kind = _kind(path)
     if kind in ("csv", "tsv"):
-        # Parsed on every core; a malformed file is read again single-threaded (see
+        # Parsed on several cores where there are more than two (with two, the sink's worker
+        # encoding and profiling the previous blocks has the other one, and a parallel parse
+        # only contends with it); a malformed file is read again single-threaded (see
         # `_csv_error`) so that the error can name the row.
+        parallel = threads and (os.cpu_count() or 1) > 2
         reader = pa_csv.open_csv(
             str(path),
-            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_SIZE, use_threads=threads),
+            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_SIZE, use_threads=parallel),
             parse_options=pa_csv.ParseOptions(delimiter="\t" if kind == "tsv" else ","),
         )
         return reader.schema, iter(reader)

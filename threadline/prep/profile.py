@@ -746,6 +746,15 @@ class TableProfile:
         self._schema_seen = False
 
     @classmethod
+    def of_columns(cls, rows: int, columns: dict[str, ColumnProfile]) -> TableProfile:
+        """A table's profile assembled from column profiles of the same `rows` rows."""
+        out = cls()
+        out.rows = rows
+        out.columns = dict(columns)
+        out._schema_seen = True
+        return out
+
+    @classmethod
     def from_batches(cls, batches: Iterable[pa.RecordBatch]) -> TableProfile:
         """Profile a stream of record batches in one pass."""
         out = cls()

@@ -28,6 +28,7 @@ from threadline.errors import InvalidArgument
 from threadline.prep.profile import TableProfile
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
     from types import TracebackType
 
@@ -48,6 +49,7 @@ class TableSink:
         schema: every batch's schema.
         profile: also profile the rows (`profile` is then their `TableProfile`).
         row_group_rows: the most rows per row group.
+        profile_columns: profile only these columns (the caller has the others' profiles).
         compression: the Parquet codec; snappy is the fastest every reader has, and the
             object store compresses the committed file again with zstd where that still pays.
     """
@@ -59,6 +61,7 @@ class TableSink:
         *,
         profile: bool = True,
         row_group_rows: int = ROW_GROUP_ROWS,
+        profile_columns: Sequence[str] | None = None,
         compression: str = "snappy",
     ) -> None:
         if row_group_rows < 1:
@@ -67,7 +70,12 @@ class TableSink:
         self.schema = schema
         self.rows = 0
         self.row_group_rows = row_group_rows
-        self.profile: TableProfile = TableProfile.from_table(schema.empty_table())
+        self._profile_columns = (
+            list(profile_columns) if profile_columns is not None else list(schema.names)
+        )
+        self.profile: TableProfile = TableProfile.from_table(
+            schema.empty_table().select(self._profile_columns)
+        )
         self._profiling = profile
         # Dictionary pages pay for text; on numbers they mostly cost time before falling back.
         texts = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
@@ -104,7 +112,8 @@ class TableSink:
         if self._profiling:
             # batch by batch, as they came: the sketches' NumPy work stays in cache-sized
             # arrays, and a million-row array is slower to sketch than sixteen of 64 Ki rows
-            for batch in group.to_batches(max_chunksize=PROFILE_ROWS):
+            selected = group.select(self._profile_columns)
+            for batch in selected.to_batches(max_chunksize=PROFILE_ROWS):
                 self.profile.update(batch)
 
     def _wait(self) -> None:

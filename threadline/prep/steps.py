@@ -21,7 +21,13 @@ from sqlalchemy.exc import ArgumentError
 
 from threadline.data.tables import file_entry, iter_batches, open_file
 from threadline.errors import InvalidArgument
-from threadline.prep.cleanse import CleanseReport, CleanseSpec, FittedCleanse, cleanse_table
+from threadline.prep.cleanse import (
+    CleanseReport,
+    CleanseSpec,
+    FittedCleanse,
+    cleanse_table,
+    untouched_columns,
+)
 from threadline.prep.dedupe import REMOVED, DedupeReport, DedupeSpec, dedupe_table
 from threadline.prep.ingest import (
     IngestReport,
@@ -139,6 +145,35 @@ def split(
 
     return run_step(repos, step="split", input_ref=ref, into=into, params=spec.to_dict(),
                     produce=produce, message=message)
+
+
+def _stored_profile(repos: DataRepos, ref: str) -> TableProfile | None:
+    """The profile a prepared commit stores for the Parquet table at `ref`, if it is exactly it.
+
+    A split part's is `_threadline/profile.<part>.json`; a single-table commit's is
+    `_threadline/profile.json`. Used only when its row count matches the file's.
+    """
+    import pyarrow.parquet as pq
+
+    entry = file_entry(repos, ref)
+    if not entry.path.endswith(".parquet"):
+        return None
+    target = repos.resolve(ref)
+    commit = target.require_commit()
+    manifest = repos.manifest(commit)
+    stem = entry.path.rsplit("/", 1)[-1][: -len(".parquet")]
+    tables = [e.path for e in manifest if not e.path.startswith(f"{META_DIR}/")
+              and e.path.endswith((".parquet", ".csv", ".tsv", ".jsonl"))]
+    names = [f"profile.{stem}.json"] + (["profile.json"] if tables == [entry.path] else [])
+    for name in names:
+        if manifest.get(f"{META_DIR}/{name}") is None:
+            continue
+        with open_file(repos, f"{target.spec.repo}@{commit.id}:{META_DIR}/{name}") as fh:
+            stored = TableProfile.from_dict(json.load(fh))
+        with open_file(repos, ref) as fh:
+            rows = pq.ParquetFile(fh).metadata.num_rows
+        return stored if stored.rows == rows else None
+    return None
 
 
 def _head_json(repos: DataRepos, into: str, name: str) -> dict[str, Any] | None:
@@ -305,12 +340,27 @@ def cleanse(
 
     fitted = spec if isinstance(spec, FittedCleanse) else spec.fit(source, read_columns=read_columns)
 
+    # Columns the spec passes through unchanged keep the input's profile (when it has one):
+    # only the columns the spec changes are profiled again.
+    stored = _stored_profile(repos, ref)
+    untouched = {
+        name for name in (untouched_columns(plain, schema.names) if stored else ())
+        if stored is not None and name in stored.columns
+        and stored.columns[name].type == str(schema.field(name).type)
+    }
+
     def produce(folder: Path) -> dict[str, Any]:
         report = CleanseReport.empty(plain)
-        with TableSink(folder / name, out_schema) as sink:
+        changed = [name for name in out_schema.names if name not in untouched]
+        with TableSink(folder / name, out_schema, profile_columns=changed) as sink:
             for batch in cleanse_table(source, fitted, report=report):
                 sink.write(batch)
         result_profile = sink.profile
+        if untouched:
+            assert stored is not None
+            result_profile = TableProfile.of_columns(sink.rows, {
+                column: stored.columns[column] if column in untouched else sink.profile.columns[column]
+                for column in out_schema.names})
         (folder / META_DIR).mkdir(exist_ok=True)
         (folder / META_DIR / "cleanse.yaml").write_text(fitted.to_yaml())
         summary = report.to_dict()

@@ -367,3 +367,19 @@ def test_expression_limits() -> None:
     with pytest.raises(InvalidArgument, match=f"nesting deeper than {MAX_DEPTH}"):
         compile_expression("(" * (MAX_DEPTH + 1) + "1" + ")" * (MAX_DEPTH + 1))
     assert compile_expression("(" * 20 + "a" + ")" * 20).columns == frozenset({"a"})
+
+
+def test_a_fit_runs_only_the_earlier_steps_that_can_change_its_statistic() -> None:
+    from threadline.prep.cleanse import _fit_plan
+
+    steps = spec(
+        {"strip": ["region"]},  # another column: skipped
+        {"derive": {"amount": "price * quantity"}},  # defines the fitted column: runs
+        {"missing": {"quantity": {"strategy": "drop"}}},  # drops rows: runs
+        {"missing": {"amount": {"strategy": "mean"}}},
+    ).steps
+    run, columns = _fit_plan(steps, 3)
+    assert [i for i, _ in run] == [1, 2]
+    assert columns == ["price", "quantity"]
+    renamed = spec({"rename": {"a": "b"}}, {"missing": {"b": {"strategy": "median"}}}).steps
+    assert _fit_plan(renamed, 1) == ([(0, renamed[0])], None)

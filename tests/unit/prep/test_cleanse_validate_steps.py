@@ -102,3 +102,39 @@ columns:
     with pytest.raises(ValidationFailed, match="amount"):
         validate(home, dirty, "valid", rules)
     assert home.resolve("valid").commit is None
+
+
+def test_cleanse_keeps_the_input_profile_of_columns_it_does_not_touch(home: DataRepos, dirty: str) -> None:
+    import json
+
+    from threadline.prep.cleanse import untouched_columns
+    from threadline.prep.profile import TableProfile
+
+    home.create("cleaner")
+    cleanse(home, dirty, "clean", CleanseSpec.from_yaml(SPEC))  # a prepared input with a profile
+    spec = CleanseSpec.from_yaml("format: threadline.cleanse/1\nsteps:\n  - lower: [name]\n"
+                                 "  - derive: {id2: \"id * 2\"}\n")
+    assert untouched_columns(spec, ["id", "name", "amount", "region"]) == {"id", "amount", "region"}
+    cleanse(home, "clean:t.parquet", "cleaner", spec)
+
+    def stored(ref: str) -> dict[str, dict[str, object]]:
+        with open_file(home, ref) as fh:
+            return {c["name"]: c for c in json.load(fh)["columns"]}
+
+    before, after = stored(f"clean:{META_DIR}/profile.json"), stored(f"cleaner:{META_DIR}/profile.json")
+    fresh = {c["name"]: c for c in TableProfile.from_table(read_table(home, "cleaner:t.parquet"))
+             .to_dict()["columns"]}
+    assert list(after) == list(fresh) == ["id", "name", "amount", "region", "amount_x2", "id2"]
+    assert after["amount"] == before["amount"]  # carried over, not recomputed
+    assert after == fresh  # and exactly what profiling the output would give
+    assert after["name"]["top"] != before["name"]["top"]  # "Ann" became "ann"
+
+
+def test_a_spec_that_can_drop_rows_leaves_no_column_untouched() -> None:
+    from threadline.prep.cleanse import untouched_columns
+
+    spec = CleanseSpec.from_yaml("format: threadline.cleanse/1\nsteps:\n"
+                                 "  - missing: {amount: {strategy: drop}}\n")
+    assert untouched_columns(spec, ["id", "amount"]) == set()
+    renamed = CleanseSpec.from_yaml("format: threadline.cleanse/1\nsteps:\n  - rename: {id: key}\n")
+    assert untouched_columns(renamed, ["id", "amount"]) == {"amount"}
