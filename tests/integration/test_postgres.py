@@ -114,3 +114,38 @@ def test_compare_and_swap_conflict_on_postgres(pg_home: DataRepos, tmp_path: Pat
     assert repos.resolve("r").require_commit().id == winner.id
     with pytest.raises(NotFound, match="no branch, tag or commit 'ffffffff'"):
         repos.resolve("r@ffffffff")
+
+
+def test_tracking_and_registry_on_postgres(pg_home: DataRepos) -> None:
+    """Batches, the latest-metric upsert, filtered and ordered search, aliases: on PostgreSQL."""
+    from sklearn.linear_model import LogisticRegression
+
+    from threadline.registry import ModelRegistry
+    from threadline.tracking import Metric, TrackingStore
+
+    store = TrackingStore(pg_home)
+    experiment = store.experiment("pg")
+    runs = []
+    for i in range(5):
+        run = store.create_run(experiment.id, name=f"r{i}")
+        store.log_batch(run.id, params={"C": str(i)},
+                        metrics=[Metric("auc", 0.5 + i / 10, 1000 + s, s) for s in range(3)])
+        store.log_batch(run.id, metrics=[Metric("auc", 0.1, 999, 0)])  # an older step: not latest
+        runs.append(run.id)
+    found, token = store.search_runs([experiment.id], "metrics.auc > 0.65 and params.C != '4'",
+                                     order_by=["metrics.auc DESC"], max_results=10)
+    assert token is None
+    assert [r.info.name for r in found] == ["r3", "r2"]
+    assert found[0].metrics["auc"].value == 0.5 + 3 / 10
+
+    import numpy as np
+
+    features = np.random.default_rng(0).normal(size=(40, 2))
+    model = LogisticRegression().fit(features, (features[:, 0] > 0).astype(int))
+    registry = ModelRegistry(pg_home, tracking=store)
+    first = registry.register("churn", model, run_id=runs[0], example=features[:3])
+    second = registry.register("churn", model, run_id=runs[1], example=features[:3])
+    registry.set_alias("churn", "production", first.version)
+    registry.set_alias("churn", "production", second.version)
+    registry.rollback("churn", "production")
+    assert registry.get_version("churn", "production").version == first.version
