@@ -65,10 +65,9 @@ def load_model(uri: str, **options: Any) -> Any:
     Loading is safe by default: see `threadline.registry.ModelRegistry.load_model` for the
     trusted-type, pickle and code opt-ins.
     """
-    from threadline.data.connect import default_repos
     from threadline.registry import ModelRegistry
 
-    return ModelRegistry(default_repos()).load_model(uri, **options)
+    return ModelRegistry.open().load_model(uri, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -59,6 +59,13 @@ class ModelRegistry:
         self.store = ModelStore(repos)
         self._tracking = tracking
 
+    @classmethod
+    def open(cls, home: str | Path | None = None) -> ModelRegistry:
+        """The registry of the home that applies to `home` or the working folder."""
+        from threadline.data.connect import default_repos
+
+        return cls(default_repos(Path(home) if home is not None else None))
+
     @property
     def tracking(self) -> RunSource:
         """The tracking store runs are read from (opened on first use)."""
