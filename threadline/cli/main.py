@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from threadline.cli import data as data_cli
+from threadline.cli import evaluate as evaluate_cli
 from threadline.cli import models as models_cli
 from threadline.cli import prep as prep_cli
 from threadline.cli import runs as runs_cli
@@ -28,6 +29,7 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(prep_cli.app, name="prep")
 app.add_typer(runs_cli.app, name="runs")
 app.add_typer(models_cli.app, name="models")
+app.command("evaluate")(evaluate_cli.evaluate)
 
 _state = {"verbose": False}
 

@@ -8,6 +8,13 @@ A policy maps alias names to lists of gates (YAML or a dict):
       - {metric: auc, min_improvement: 0.01}   # over the version the alias holds now
       - {max_latency_ms: 20}                   # median predict time on the stored example
       - {approvers: [alice, bob]}              # one of them must approve (`approve="alice"`)
+      - {metric: roc_auc, min_improvement: 0, on: "churn-splits@main:test.parquet"}
+
+Without `on`, metric gates read the metrics registered with the version (its run's). With
+`on: REF`, they read the newest `threadline evaluate` of the version on the commit REF
+resolves to, and an improvement gate compares with the holder scored on those same rows (in
+the candidate's evaluation `--against` the holder, or the holder's own evaluation on that
+commit): versions validated on different data are not compared.
 
 Every gate is evaluated (not only up to the first failure), so a refusal lists them all with
 the measured and the required value.
@@ -31,8 +38,8 @@ if TYPE_CHECKING:
 #: predict calls timed for a latency gate (after one warm-up call); the median is compared
 LATENCY_CALLS = 5
 _KEYS = {
-    "threshold": {"metric", "min", "max"},
-    "improvement": {"metric", "min_improvement", "lower_is_better"},
+    "threshold": {"metric", "min", "max", "on"},
+    "improvement": {"metric", "min_improvement", "lower_is_better", "on"},
     "latency": {"max_latency_ms", "calls"},
     "approval": {"approvers"},
 }
@@ -63,6 +70,19 @@ def _show(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Evaluated:
+    """Evaluations on one data commit: the candidate's metrics and the holder's (None: none)."""
+
+    commit: str
+    metrics: Mapping[str, Any] | None
+    holder_metrics: Mapping[str, Any] | None
+
+
+def _no_evaluations(ref: str) -> Evaluated:
+    raise InvalidArgument(f"gates with on: {ref!r} need evaluations; none can be looked up here")
+
+
+@dataclass(frozen=True)
 class Candidate:
     """What the gates look at: the version's metrics, the current holder's, latency, approver."""
 
@@ -72,6 +92,19 @@ class Candidate:
     approve: str | None
     #: one timed predict call on the stored example, in ms; None when no example is stored
     time_predict: Callable[[], float | None]
+    #: the evaluations on the commit a data ref resolves to (for gates with `on:`)
+    evaluated: Callable[[str], Evaluated] = _no_evaluations
+
+
+def _sources(gate: Mapping[str, Any], c: Candidate) -> tuple[Mapping[str, Any] | None,
+                                                          Mapping[str, Any] | None, str, str]:
+    """(candidate metrics, holder metrics, label suffix, what is missing) for a metric gate."""
+    if "on" not in gate:
+        return c.metrics, c.holder_metrics, "", "the version has no such metric"
+    found = c.evaluated(str(gate["on"]))
+    where = f" on {gate['on']} ({found.commit[:12]})"
+    return (found.metrics, found.holder_metrics, where,
+            f"no evaluation of this version{where}; run `threadline evaluate` on it first")
 
 
 def _kind(gate: Mapping[str, Any]) -> str:
@@ -104,6 +137,9 @@ def check_gate(gate: Any) -> dict[str, Any]:
         raise InvalidArgument(f"unknown key(s) {', '.join(sorted(unknown))} in {kind} gate {gate!r}")
     if kind in ("threshold", "improvement") and not isinstance(gate.get("metric"), str):
         raise InvalidArgument(f"{kind} gate {gate!r} needs metric: NAME")
+    if "on" in gate and (not isinstance(gate["on"], str) or "@" not in gate["on"]):
+        raise InvalidArgument(f"gate on: must be a data ref like repo@branch:table.parquet, "
+                              f"not {gate['on']!r}")
     for key in ("min", "max", "min_improvement", "max_latency_ms"):
         if key in gate:
             _number(gate, key)
@@ -146,7 +182,8 @@ def parse_policy(policy: Mapping[str, Any] | str) -> dict[str, list[dict[str, An
 
 def _threshold(gate: Mapping[str, Any], c: Candidate) -> GateResult:
     metric = gate["metric"]
-    value = c.metrics.get(metric)
+    metrics, _, where, missing = _sources(gate, c)
+    value = None if metrics is None else metrics.get(metric)
     parts = []
     if "min" in gate:
         parts.append(f">= {_show(_number(gate, 'min'))}")
@@ -154,25 +191,31 @@ def _threshold(gate: Mapping[str, Any], c: Candidate) -> GateResult:
         parts.append(f"<= {_show(_number(gate, 'max'))}")
     required = " and ".join(parts)
     if value is None:
-        return GateResult(f"metric {metric}", False, None, required, "the version has no such metric")
+        return GateResult(f"metric {metric}{where}", False, None, required,
+                          missing if metrics is None else "the version has no such metric")
     ok = ("min" not in gate or value >= _number(gate, "min")) and (
         "max" not in gate or value <= _number(gate, "max"))
-    return GateResult(f"metric {metric}", ok, value, required)
+    return GateResult(f"metric {metric}{where}", ok, value, required)
 
 
 def _improvement(gate: Mapping[str, Any], c: Candidate) -> GateResult:
     metric = gate["metric"]
     step = _number(gate, "min_improvement")
     lower = bool(gate.get("lower_is_better", False))
-    name = f"improvement of {metric}"
-    value = c.metrics.get(metric)
+    metrics, holder_metrics, where, missing = _sources(gate, c)
+    name = f"improvement of {metric}{where}"
+    value = None if metrics is None else metrics.get(metric)
     if value is None:
         return GateResult(name, False, None, f"{'-' if lower else '+'}{_show(step)}",
-                          "the version has no such metric")
+                          missing if metrics is None else "the version has no such metric")
     if c.holder_version is None:
         return GateResult(name, True, value, f"{'-' if lower else '+'}{_show(step)}",
                           "no version holds the alias yet")
-    base = (c.holder_metrics or {}).get(metric)
+    base = (holder_metrics or {}).get(metric)
+    if base is None and "on" in gate:  # on the same rows or not at all
+        return GateResult(name, False, None, f">= {_show(step)}",
+                          f"v{c.holder_version} has no {metric}{where}; evaluate with "
+                          f"--against the alias, or evaluate v{c.holder_version} on it")
     if base is None:
         return GateResult(name, True, value, f"{'-' if lower else '+'}{_show(step)}",
                           f"v{c.holder_version} has no {metric} to compare with")

@@ -9,11 +9,12 @@ from sqlalchemy import select
 from threadline.meta.models import ModelVersionRow
 from threadline.registry import aliases as alias_ops
 from threadline.registry.errors import GateFailed
-from threadline.registry.gates import Candidate, GateResult, evaluate, timer
+from threadline.registry.evaluations import champion_metrics, evaluated_metrics
+from threadline.registry.gates import Candidate, Evaluated, GateResult, evaluate, timer
 from threadline.registry.names import ModelRef, check_alias
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from threadline.registry.records import AliasEntry
     from threadline.registry.registry import ModelRegistry
@@ -35,6 +36,22 @@ def _latency_probe(registry: ModelRegistry, name: str, version: int, trusted: Se
         return timer(lambda: state["model"].predict(state["example"]))
 
     return probe
+
+
+def _evaluations(registry: ModelRegistry, name: str, version: int,
+                 holder: int | None) -> Callable[[str], Evaluated]:
+    """Looks up evaluations of the candidate (and the holder) on the commit a ref resolves to."""
+
+    def on(ref: str) -> Evaluated:
+        commit = registry.repos.resolve(ref).require_commit().id
+        mine = evaluated_metrics(registry.repos, name, version, commit)
+        theirs = None
+        if holder is not None:
+            theirs = (champion_metrics(registry.repos, name, version, holder, commit)
+                      or evaluated_metrics(registry.repos, name, holder, commit))
+        return Evaluated(commit, mine, theirs)
+
+    return on
 
 
 def promote(
@@ -59,7 +76,8 @@ def promote(
         gates = list(dict(model.policy).get(to, []))
         metrics = dict(row.metrics)
     candidate = Candidate(metrics, holder, holder_metrics, approve,
-                          _latency_probe(registry, name, row.version, trusted, allow_pickle, allow_code))
+                          _latency_probe(registry, name, row.version, trusted, allow_pickle, allow_code),
+                          _evaluations(registry, name, row.version, holder))
     results: list[GateResult] = evaluate(gates, candidate)
     failed = [r for r in results if not r.passed]
     if failed:
