@@ -15,6 +15,7 @@ from threadline.cli import evaluate as evaluate_cli
 from threadline.cli import models as models_cli
 from threadline.cli import prep as prep_cli
 from threadline.cli import runs as runs_cli
+from threadline.cli import server as server_cli
 from threadline.cli.output import emit_json, err_console, repos
 from threadline.errors import ThreadlineError
 
@@ -30,6 +31,7 @@ app.add_typer(prep_cli.app, name="prep")
 app.add_typer(runs_cli.app, name="runs")
 app.add_typer(models_cli.app, name="models")
 app.command("evaluate")(evaluate_cli.evaluate)
+app.command("server")(server_cli.server)
 
 _state = {"verbose": False}
 
