@@ -5,7 +5,10 @@ Threadline home, commits a generated training table, edits it, compares versions
 out, rolls the branch back and forward, verifies the store, shows storage accounting, then
 ingests a dirty export with duplicate rows, cleanses, de-duplicates, profiles and splits it
 into train / validation / test, with lineage from the raw data to the splits.
-Later capabilities (preparation, pipelines, training, serving, monitoring) extend this script.
+Then it trains a churn model as a tracked run, registers and evaluates it, promotes it through
+gates that compare versions on the same rows, retrains on new data, sees a broken model refused,
+and rolls the model and its training data back together.
+Later capabilities (pipelines, parallel training, serving, monitoring) extend this script.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import random
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -147,7 +151,116 @@ steps:
     for e in LineageGraph(repo.repos.db).edges(Node("data_commit", result.commit.id), "up"):
         console.print(escape(f"  {e.source.kind}:{e.source.id[:12]} -[{e.relation}]-> "
                              f"{e.target.id[:12]}"))
+    model_lifecycle(workdir, result.commit.id)
     console.print("[bold green]demo complete[/bold green]")
+
+
+FEATURES = ["tenure_months", "monthly_spend", "long_tenure"]
+
+
+def train(ref: str, name: str, *, c: float, shuffle_labels: bool = False) -> tuple[str, float]:
+    """Fit a churn classifier on the table at `ref` as a tracked run; (run id, validation AUC)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    def xy(split: str) -> tuple[Any, Any]:
+        frame = tl.data.read_table(f"{ref}:{split}.parquet", pandas=True)
+        return frame[FEATURES].astype(float), frame["churned"].to_numpy()
+
+    x_train, y_train = xy("train")
+    x_valid, y_valid = xy("validation")
+    if shuffle_labels:  # the bug a bad training job has: labels out of line with the rows
+        y_train = np.random.default_rng(0).permutation(y_train)
+    with tl.start_run(name, experiment="churn", inputs=[f"{ref}:train.parquet"]) as run:
+        model = LogisticRegression(C=c, max_iter=500).fit(x_train, y_train)
+        auc = float(roc_auc_score(y_valid, model.predict_proba(x_valid)[:, 1]))
+        run.log_params({"C": c, "features": ",".join(FEATURES)})
+        run.log_metrics({"accuracy": float(model.score(x_valid, y_valid)), "auc": auc})
+    registry = tl.registry.ModelRegistry.open()
+    registry.register("churn", model, run_id=run.id, example=x_valid.head(50))
+    return run.id, auc
+
+
+def model_lifecycle(workdir: Path, splits_commit: str) -> None:
+    """Track training runs, register versions, evaluate, promote through gates, roll back."""
+    from threadline.evaluate import evaluate
+
+    registry = tl.registry.ModelRegistry.open()
+    test = "churn-splits@main:test.parquet"
+
+    def show(result: Any) -> None:
+        for metric in ("accuracy", "roc_auc", "log_loss"):
+            ci = result.intervals[metric]
+            console.print(f"  {metric:9} {result.metrics[metric]:.3f}  [{ci.low:.3f}, {ci.high:.3f}]")
+        for c in result.comparison:
+            if c.metric in ("accuracy", "roc_auc"):
+                console.print(f"  {c.metric:9} v{result.model.version} - v{result.against.version} = "
+                              f"{c.difference:+.4f} [{c.interval.low:+.4f}, {c.interval.high:+.4f}]: "
+                              f"{c.verdict}")
+
+    step("8. train and track a model on the splits; register, evaluate and promote it")
+    run_id, auc = train("churn-splits@main", "baseline", c=1.0)
+    console.print(f"run {run_id[:8]}: validation AUC {auc:.3f} -> churn v1 "
+                  f"(inputs: churn-splits@{splits_commit[:12]}:train.parquet)")
+    result = evaluate(registry, "churn@1", test, target="churned", slice_by=["region"])
+    console.print(f"evaluated churn v1 on {test} ({result.rows:,} rows), run {result.run_id[:8]}:")
+    show(result)
+    registry.set_policy("churn", {"production": [
+        {"metric": "roc_auc", "min": 0.6, "on": test},
+        {"metric": "roc_auc", "min_improvement": -0.01, "on": test},
+    ]})
+    registry.promote("churn", 1, to="production", message="first model")
+    console.print("promoted churn v1 to production (gates on the test split: AUC >= 0.6, "
+                  "at most 0.01 below the holder on the same rows)")
+
+    step("9. new data arrives: re-run the recorded preparation, retrain, compare, promote")
+    export = workdir / "export-2"
+    write_customers(export, 20_000, seed=7)
+    fresh = tl.prep.ingest("churn-raw", str(export / "customers.csv"), replace=True)
+    part = fresh.report["parts"][0]["part"]
+    stem = part.split(".")[0]
+    # the cleanse spec recorded with the first cleanse, fitted statistics included, re-runs as is
+    with tl.data.open("churn-clean@main:_threadline/cleanse.yaml") as fh:
+        spec = fh.read().decode()
+    tl.prep.cleanse(f"churn-raw:{part}", into="churn-clean", spec=spec)
+    tl.prep.dedupe(f"churn-clean:{stem}.parquet", into="churn-dedup")
+    refreshed = tl.prep.split(f"churn-dedup:{stem}.parquet", into="churn-splits",
+                              fractions={"train": 0.8, "validation": 0.1, "test": 0.1},
+                              by=["customer_id"])
+    run_id, auc = train("churn-splits@main", "retrain", c=0.5)
+    result = evaluate(registry, "churn@2", test, target="churned", against="churn@production")
+    console.print(f"churn v2 (run {run_id[:8]}, splits {refreshed.commit.short_id}) against "
+                  f"production on the same {result.rows:,} rows:")
+    show(result)
+    registry.promote("churn", 2, to="production", message="retrained on the new export")
+    console.print("promoted churn v2 to production")
+
+    step("10. a broken training job: the gate refuses its model")
+    train("churn-splits@main", "broken-labels", c=0.5, shuffle_labels=True)
+    result = evaluate(registry, "churn@3", test, target="churned", against="churn@production")
+    show(result)
+    try:
+        registry.promote("churn", 3, to="production")
+    except tl.registry.GateFailed as refused:
+        console.print("churn v3 refused; production stays on v2:")
+        for gate in refused.failed:
+            console.print(escape(f"  {gate}"))
+    else:
+        sys.exit("the gate let a model trained on shuffled labels into production")
+
+    step("11. an incident with v2: roll back the model and its training data together")
+    entry = registry.rollback("churn", "production", with_data=True, message="v2 misbehaves")
+    head = tl.data.repo("churn-splits").log()[0]
+    console.print(f"production: v{entry.old_version} -> v{entry.new_version}; "
+                  f"churn-splits@main -> {head.short_id} (v1's training data: {splits_commit[:12]})")
+    for moved in registry.alias_history("churn", "production"):
+        old = f"v{moved.old_version}" if moved.old_version else "-"
+        console.print(f"  {moved.action:9} {old} -> v{moved.new_version}  {moved.message}")
+    console.print("lineage of production's model:")
+    for e in LineageGraph(registry.db).edges(Node("model_version", "churn/1"), "up"):
+        console.print(escape(f"  {e.source.kind}:{e.source.id[:12]} -[{e.relation}]-> "
+                             f"{e.target.kind}:{e.target.id[:12]}"))
 
 
 if __name__ == "__main__":
