@@ -11,7 +11,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from threadline.api import mlflow_json as mj
-from threadline.api import registry_compat as compat
 from threadline.api.http import (
     JSONResponse,
     both_prefixes,
@@ -33,12 +32,28 @@ if TYPE_CHECKING:
 
     from threadline.registry.records import ModelVersion
     from threadline.registry.registry import ModelRegistry
-    from threadline.tracking.store import TrackingStore
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 DEFAULT_MAX_MODELS = 100
 _VERSION_CLAUSE = re.compile(
     r"^\s*(?P<key>name|run_id)\s*(?P<op>=|!=|LIKE|ILIKE)\s*'(?P<value>(?:[^']|'')*)'\s*$", re.IGNORECASE)
+_RUNS_URI = re.compile(r"^runs:/(?P<run>[0-9a-f]{32})(?:/(?P<path>.*))?$")
+_ARTIFACTS_URI = re.compile(
+    r"^mlflow-artifacts:(?://[^/]*)?/(?P<exp>\d+)/(?P<run>[0-9a-f]{32})/artifacts(?:/(?P<path>.*))?$")
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    """(run id, artifact path) of an MLflow model source URI this server serves.
+
+    Raises:
+        InvalidArgument: the source is not a `runs:/` or this server's `mlflow-artifacts:` URI.
+    """
+    match = _RUNS_URI.match(source) or _ARTIFACTS_URI.match(source)
+    if match is None:
+        raise InvalidArgument(
+            f"model version source {source!r} is not served here: use runs:/<run_id>/<path> or "
+            "mlflow-artifacts:/<experiment>/<run_id>/artifacts/<path> of this server")
+    return match["run"], (match["path"] or "").strip("/")
 
 
 def _version(body: dict[str, Any]) -> int:
@@ -47,11 +62,9 @@ def _version(body: dict[str, Any]) -> int:
     return number
 
 
-def version_dict(registry: ModelRegistry, version: ModelVersion,
-                 known: dict[int, str] | None = None) -> dict[str, Any]:
+def version_dict(version: ModelVersion) -> dict[str, Any]:
     """A version in MLflow's JSON, with its MLflow source (or a `models:/` URI for native ones)."""
-    found = compat.sources(registry, version.name) if known is None else known
-    return mj.version_json(version, found.get(version.version, f"models:/{version.name}/{version.version}"))
+    return mj.version_json(version, version.external_source or f"models:/{version.name}/{version.version}")
 
 
 def model_dict(registry: ModelRegistry, name: str) -> dict[str, Any]:
@@ -59,7 +72,7 @@ def model_dict(registry: ModelRegistry, name: str) -> dict[str, Any]:
     model = registry.get_model(name)
     latest = None
     if model.latest_version is not None:
-        latest = version_dict(registry, registry.get_version(name, model.latest_version))
+        latest = version_dict(registry.get_version(name, model.latest_version))
     return mj.model_json(model, latest)
 
 
@@ -76,7 +89,7 @@ async def create_model(request: Request) -> Response:
     tags = mj.parse_pairs(body.get("tags"), "tags")
 
     def work() -> dict[str, Any]:
-        compat.create_model(registry, name, str(body.get("description") or ""), tags)
+        registry.create_model(name, str(body.get("description") or ""), tags)
         return model_dict(registry, name)
 
     return JSONResponse({"registered_model": await call(work)})
@@ -117,7 +130,7 @@ async def update_model(request: Request) -> Response:
     name = str_param(body, "name")
 
     def work() -> dict[str, Any]:
-        compat.update_model(registry, name, description=str(body.get("description") or ""))
+        registry.update_model(name, description=str(body.get("description") or ""))
         return model_dict(registry, name)
 
     return JSONResponse({"registered_model": await call(work)})
@@ -130,7 +143,7 @@ async def rename_model(request: Request) -> Response:
     new_name = str_param(body, "new_name")
 
     def work() -> dict[str, Any]:
-        compat.rename_model(registry, str_param(body, "name"), new_name)
+        registry.rename_model(str_param(body, "name"), new_name)
         return model_dict(registry, new_name)
 
     return JSONResponse({"registered_model": await call(work)})
@@ -139,23 +152,22 @@ async def rename_model(request: Request) -> Response:
 async def delete_model(request: Request) -> Response:
     """registered-models/delete."""
     body = await params(request)
-    await call(compat.delete_model, _registry(request), str_param(body, "name"))
+    await call(_registry(request).delete_model, str_param(body, "name"))
     return empty()
 
 
 async def set_model_tag(request: Request) -> Response:
     """registered-models/set-tag."""
     body = await params(request)
-    await call(lambda: compat.update_model(_registry(request), str_param(body, "name"),
-                                           set_tags={str_param(body, "key"): str(body.get("value", ""))}))
+    await call(lambda: _registry(request).update_model(
+        str_param(body, "name"), tags={str_param(body, "key"): str(body.get("value", ""))}))
     return empty()
 
 
 async def delete_model_tag(request: Request) -> Response:
     """registered-models/delete-tag."""
     body = await params(request)
-    await call(lambda: compat.update_model(_registry(request), str_param(body, "name"),
-                                           delete_tag=str_param(body, "key")))
+    await call(_registry(request).delete_model_tag, str_param(body, "name"), str_param(body, "key"))
     return empty()
 
 
@@ -169,7 +181,7 @@ async def latest_versions(request: Request) -> Response:
         model = registry.get_model(str_param(body, "name"))
         if model.latest_version is None or (stages and "none" not in stages):
             return []
-        return [version_dict(registry, registry.get_version(model.name, model.latest_version))]
+        return [version_dict(registry.get_version(model.name, model.latest_version))]
 
     return JSONResponse({"model_versions": await call(work)})
 
@@ -195,30 +207,30 @@ async def get_by_alias(request: Request) -> Response:
     registry = _registry(request)
 
     def work() -> dict[str, Any]:
-        return version_dict(registry, registry.get_version(str_param(body, "name"),
-                                                           str_param(body, "alias")))
+        return version_dict(registry.get_version(str_param(body, "name"), str_param(body, "alias")))
 
     return JSONResponse({"model_version": await call(work)})
 
 
 # ------------------------------------------------------------------------ model versions
-def _create_version(registry: ModelRegistry, tracking: TrackingStore, body: dict[str, Any]) -> dict[str, Any]:
+def _create_version(registry: ModelRegistry, body: dict[str, Any]) -> dict[str, Any]:
     if mj.parse_pairs(body.get("tags"), "tags"):
         raise InvalidArgument("model version tags are not supported by Threadline yet; register "
                               "without tags and keep notes in the description")
-    name = str_param(body, "name")
-    number = compat.create_mlflow_version(
-        registry, tracking, name, str_param(body, "source"), str_param(body, "run_id", required=False),
-        str(body.get("description") or ""))
-    return version_dict(registry, registry.get_version(name, number))
+    source = str_param(body, "source")
+    run_id, path = parse_source(source)
+    given = str_param(body, "run_id", required=False)
+    if given and given != run_id:
+        raise InvalidArgument(f"run_id {given} does not match the run {run_id} of source {source!r}")
+    version = registry.register_external(str_param(body, "name"), run_id, source, path=path,
+                                         description=str(body.get("description") or ""))
+    return version_dict(version)
 
 
 async def create_version(request: Request) -> Response:
     """model-versions/create from a `runs:/` or `mlflow-artifacts:` source (flavor `mlflow`)."""
     body = await params(request)
-    found = stores(request)
-    return JSONResponse({"model_version": await call(_create_version, found.registry, found.tracking,
-                                                     body)})
+    return JSONResponse({"model_version": await call(_create_version, _registry(request), body)})
 
 
 async def get_version(request: Request) -> Response:
@@ -227,7 +239,7 @@ async def get_version(request: Request) -> Response:
     registry = _registry(request)
     name, number = str_param(body, "name"), _version(body)
     return JSONResponse({"model_version": await call(
-        lambda: version_dict(registry, registry.get_version(name, number)))})
+        lambda: version_dict(registry.get_version(name, number)))})
 
 
 def version_filter(text: str) -> list[tuple[str, str, str]]:
@@ -257,8 +269,7 @@ async def search_versions(request: Request) -> Response:
         for model in registry.list_models():
             if not matches(model.name, {}, names):
                 continue
-            known = compat.sources(registry, model.name)
-            found += [version_dict(registry, v, known) for v in reversed(registry.list_versions(model.name))
+            found += [version_dict(v) for v in reversed(registry.list_versions(model.name))
                       if matches(v.run_id or "", {}, runs)]
         out: dict[str, Any] = {"model_versions": found[offset : offset + limit]}
         if offset + limit < len(found):
@@ -273,18 +284,14 @@ async def update_version(request: Request) -> Response:
     body = await params(request)
     registry = _registry(request)
     name, number = str_param(body, "name"), _version(body)
-
-    def work() -> dict[str, Any]:
-        compat.update_version(registry, name, number, str(body.get("description") or ""))
-        return version_dict(registry, registry.get_version(name, number))
-
-    return JSONResponse({"model_version": await call(work)})
+    return JSONResponse({"model_version": await call(lambda: version_dict(
+        registry.update_version_description(name, number, str(body.get("description") or ""))))})
 
 
 async def delete_version(request: Request) -> Response:
     """model-versions/delete (aliases pointing at it are removed, as in MLflow)."""
     body = await params(request)
-    await call(compat.delete_version, _registry(request), str_param(body, "name"), _version(body))
+    await call(_registry(request).delete_version, str_param(body, "name"), _version(body))
     return empty()
 
 
@@ -295,12 +302,11 @@ async def download_uri(request: Request) -> Response:
     name, number = str_param(body, "name"), _version(body)
 
     def work() -> str:
-        source = compat.sources(registry, name).get(number)
-        registry.get_version(name, number)  # NotFound for a missing version
+        source = registry.get_version(name, number).external_source
         if source is None:
             raise NotFound(f"version {number} of {name!r} was registered by Threadline; its files "
                            f"load with `threadline models` (models:/ URIs are not served as files)")
-        run_id, path = compat.parse_source(source)
+        run_id, path = parse_source(source)
         info = tracking.get_run(run_id).info
         return f"{mj.artifact_root(info)}/{path}".rstrip("/")
 

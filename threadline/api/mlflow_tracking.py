@@ -12,7 +12,6 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from threadline.api import mlflow_json as mj
-from threadline.api import tracking_compat
 from threadline.api.http import (
     JSONResponse,
     both_prefixes,
@@ -119,8 +118,8 @@ async def delete_experiment_tag(request: Request) -> Response:
     """experiments/delete-experiment-tag."""
     body = await params(request)
     store = stores(request).tracking
-    await call(lambda: tracking_compat.delete_experiment_tag(
-        store, mj.experiment_id(store, str_param(body, "experiment_id")), str_param(body, "key")))
+    await call(lambda: store.delete_experiment_tag(
+        mj.experiment_id(store, str_param(body, "experiment_id")), str_param(body, "key")))
     return empty()
 
 
@@ -225,8 +224,7 @@ async def set_tag(request: Request) -> Response:
 async def delete_tag(request: Request) -> Response:
     """runs/delete-tag."""
     body = await params(request)
-    await call(tracking_compat.delete_run_tag, stores(request).tracking, _run_id(body),
-               str_param(body, "key"))
+    await call(stores(request).tracking.delete_tag, _run_id(body), str_param(body, "key"))
     return empty()
 
 

@@ -33,6 +33,10 @@ class ModelVersion:
     created_by: str
     created_at: int
     aliases: list[str] = field(default_factory=list)
+    #: where the files are when they stay outside the registry (a version registered through
+    #: MLflow's API: its `runs:/...` or `mlflow-artifacts:/...` source); None for versions whose
+    #: files are in tl-models
+    external_source: str | None = None
 
     @property
     def uri(self) -> str:
@@ -45,7 +49,9 @@ class ModelVersion:
         return cls(name, row.version, row.flavor, row.format_id, row.artifact_commit,
                    row.artifact_hash, row.run_id, dict(row.signature), dict(row.profile),
                    dict(row.metrics), list(row.data), row.description, row.created_by,
-                   row.created_at, sorted(aliases))
+                   row.created_at, sorted(aliases),
+                   # the `artifact_path` column holds the external source ("" for native versions)
+                   row.artifact_path or None)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the profile is summarised to its sources)."""
@@ -56,7 +62,7 @@ class ModelVersion:
             "signature": self.signature, "profile_sources": sorted(self.profile),
             "metrics": self.metrics, "data": self.data, "description": self.description,
             "created_by": self.created_by, "created_at": _iso(self.created_at),
-            "aliases": self.aliases,
+            "aliases": self.aliases, "external_source": self.external_source,
         }
 
 

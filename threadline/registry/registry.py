@@ -2,7 +2,9 @@
 
 Model files live in the data repo `tl-models` (see store.py); versions, aliases and their
 history in the metadata tables; every version is a lineage node `model_version:name/N` with
-edges from the run that produced it and the data commits it was trained on.
+edges from the run that produced it and the data commits it was trained on. Creating,
+editing, renaming and deleting models and versions, and external (MLflow) versions, are in
+models_admin.py.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from threadline.errors import InvalidArgument, NotFound
 from threadline.lineage.graph import Node
 from threadline.meta.models import ModelVersionRow, RegisteredModelRow
 from threadline.registry import aliases as alias_ops
-from threadline.registry import promotion, versions
+from threadline.registry import models_admin, promotion, versions
 from threadline.registry import rollback as rollback_ops
 from threadline.registry.examples import read_example
 from threadline.registry.flavors.base import (
@@ -291,6 +293,86 @@ class ModelRegistry:
         """A model's promotion policy (alias -> gates)."""
         return self.get_model(name).policy
 
+    # ------------------------------------------------------- models & versions
+    def create_model(self, name: str, description: str = "",
+                     tags: Mapping[str, str] | None = None) -> RegisteredModel:
+        """Register a model name with no versions yet (MLflow clients create one before its
+        first version; `register` creates the model itself when needed).
+
+        Raises:
+            InvalidArgument: the name or a tag is malformed.
+            AlreadyExists: a model has that name.
+        """
+        return models_admin.create_model(self, name, description, tags)
+
+    def update_model(self, name: str, *, description: str | None = None,
+                     tags: Mapping[str, str] | None = None) -> RegisteredModel:
+        """Replace a model's description and/or set tags (merged into its tags; remove one with
+        `delete_model_tag`). Returns the model as stored."""
+        return models_admin.update_model(self, name, description=description, tags=tags)
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        """Remove tag `key` of a model; NotFound names the model and the missing key."""
+        models_admin.delete_model_tag(self, name, key)
+
+    def rename_model(self, name: str, new_name: str) -> RegisteredModel:
+        """Give a model a new, unused name; its versions, aliases and alias history follow it.
+
+        Files: the branch `name` of tl-models keeps its name and every existing version keeps
+        its pinned commit there, so they load as before; versions registered after the rename
+        are committed on branch `new_name`. Lineage: nodes `model_version:name/N` are history
+        and keep their ids; the rename adds an edge `model_version:name/N -renamed_to->
+        model_version:new_name/N` for each version, so the lineage of `new_name@N` reaches the
+        run and data of the old node. Renaming to the current name changes nothing.
+
+        Raises:
+            InvalidArgument: `new_name` is not a valid model name.
+            NotFound: no model is called `name`.
+            AlreadyExists: a model is called `new_name` already.
+        """
+        return models_admin.rename_model(self, name, new_name)
+
+    def delete_model(self, name: str) -> None:
+        """Remove a model with its versions, aliases and alias history, in one transaction.
+
+        Lineage edges stay (they are history), and so do the files: the model's branch of
+        tl-models (and, for external versions, the run's artifacts) keep them.
+        """
+        models_admin.delete_model(self, name)
+
+    def register_external(self, name: str, run_id: str, source: str, *, path: str = "",
+                          description: str = "") -> ModelVersion:
+        """Record a new version of model `name` whose files stay in a run's artifacts.
+
+        For models logged in MLflow's format (flavor `mlflow`): nothing is copied or loaded.
+        The version pins the run's artifact commit, records `source` (the URI clients read the
+        files from, e.g. `runs:/<run>/model`) as its `external_source`, and gets lineage edges
+        from the run and its artifact commit. `load_model` refuses it: Threadline's flavors
+        cannot load MLflow's format.
+
+        Args:
+            name: a model created already (`create_model`).
+            run_id: the run that logged the files.
+            source: the URI the files are served at (at most 500 characters).
+            path: where in the run's artifacts the files are; they must exist.
+            description: free text.
+
+        Raises:
+            NotFound: the model or the run does not exist, or the run has nothing at `path`.
+            InvalidArgument: the name or the source is malformed.
+        """
+        return models_admin.register_external(self, name, run_id, source, path=path,
+                                              description=description)
+
+    def update_version_description(self, name: str, version: int, description: str) -> ModelVersion:
+        """Replace the description of a version (the only thing about a version that changes)."""
+        return models_admin.update_version_description(self, name, version, description)
+
+    def delete_version(self, name: str, version: int, *, actor: str | None = None) -> None:
+        """Remove a version; each alias pointing at it is deleted too, logged in the alias
+        history as a `delete` by `actor` ("version N deleted"). Its files and lineage stay."""
+        models_admin.delete_version(self, name, version, actor=actor)
+
     # ---------------------------------------------------------------------- load
     def load_model(self, uri: str, *, trusted: Sequence[str] = (), allow_pickle: bool = False,
                    allow_code: bool = False) -> Any:
@@ -308,12 +390,15 @@ class ModelRegistry:
     def load_version(self, version: ModelVersion, *, trusted: Sequence[str] = (),
                      allow_pickle: bool = False, allow_code: bool = False) -> Any:
         """Load a version already looked up (see `load_model`)."""
+        models_admin.check_loadable(version)
         policy = LoadPolicy(tuple(trusted), allow_pickle, allow_code, version.artifact_hash)
         with self.store.fetch(version.artifact_commit) as folder:
             return load_folder(folder, policy, flavor=version.flavor)
 
     def load_example(self, version: ModelVersion) -> Any:
         """The example batch stored with a version, or None."""
+        if version.external_source is not None:
+            return None  # its files are MLflow's: no Threadline example is stored with them
         with self.store.fetch(version.artifact_commit) as folder:
             meta = read_meta(folder)
             if meta.example is None:

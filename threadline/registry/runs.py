@@ -26,6 +26,9 @@ class RunSource(Protocol):
     def download_artifacts(self, run_id: str, path: str, dst: Path) -> Path:
         """Copy the run's artifact file or folder `path` under `dst`; return where it is."""
 
+    def list_artifacts(self, run_id: str, path: str = "") -> list[dict[str, Any]]:
+        """The files and folders directly inside `path` of the run's artifacts."""
+
 
 def open_tracking(repos: DataRepos) -> RunSource:
     """The tracking store of the same home."""

@@ -154,7 +154,8 @@ def _insert(session: Session, name: str, fields: dict[str, Any],
             edges: Sequence[tuple[Node, str]]) -> ModelVersionRow:
     model = session.scalar(select(RegisteredModelRow).where(RegisteredModelRow.name == name))
     if model is None:
-        raise NotFound(f"model {name!r} is not registered")
+        raise NotFound(f"model {name!r} is not registered; create it first "
+                       "(`ModelRegistry.create_model`, or MLflow's registered-models/create)")
     top = session.scalar(select(func.max(ModelVersionRow.version))
                          .where(ModelVersionRow.model_id == model.id))
     row = ModelVersionRow(model_id=model.id, version=(top or 0) + 1, created_at=now_ms(), **fields)

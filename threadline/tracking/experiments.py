@@ -124,3 +124,21 @@ class ExperimentStore:
             row = self._experiment_row(session, experiment_id)
             row.tags = {**(row.tags or {}), key: text}
             row.updated_at = now_ms()
+
+    def delete_experiment_tag(self, experiment_id: int, key: str) -> None:
+        """Remove tag `key` from an experiment (MLflow's `delete-experiment-tag`).
+
+        Raises:
+            InvalidArgument: `key` is not a valid tag key.
+            NotFound: the experiment does not exist, or has no tag `key`.
+        """
+        check_key(key, "tag key")
+        with self.db.session() as session, session.begin():
+            row = self._experiment_row(session, experiment_id)
+            tags = dict(row.tags or {})
+            if key not in tags:
+                raise NotFound(f"experiment {experiment_id} ({row.name!r}) has no tag {key!r}; "
+                               f"its tags are: {', '.join(sorted(tags)) or 'none'}")
+            del tags[key]
+            # a new dict, so the JSON column sees the change
+            row.tags, row.updated_at = tags, now_ms()

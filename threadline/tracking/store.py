@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects import sqlite
 
 from threadline.data.repos import commit_node
@@ -288,6 +288,29 @@ class TrackingStore(ExperimentStore):
                         f"param {key!r} of run {run_id} is {old!r} already and cannot become "
                         f"{values[key]!r}: params are immutable; log the new value under "
                         "another key or in a new run")
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Remove tag `key` from a run (MLflow's `runs/delete-tag`).
+
+        Tags under the reserved `threadline.` prefix (the run's inputs) are Threadline's own
+        and cannot be removed, as they cannot be set.
+
+        Raises:
+            InvalidArgument: `key` is malformed or reserved, or the run is deleted.
+            NotFound: the run does not exist, or has no tag `key`.
+        """
+        check_key(key, "tag key")
+        if key.startswith(RESERVED_PREFIX):
+            raise InvalidArgument(f"tag key {key!r} is reserved for Threadline and cannot be "
+                                  "deleted; only tags you set can be")
+        with self.db.session() as session, session.begin():
+            row = self._run_row(session, run_id)
+            if row.lifecycle_stage != ACTIVE:
+                raise InvalidArgument(f"run {run_id} is deleted; restore it before changing its tags")
+            gone = session.execute(delete(TAGS).where(TAGS.c.run_id == run_id, TAGS.c.key == key))
+            if not gone.rowcount:  # type: ignore[attr-defined]
+                raise NotFound(f"run {run_id} has no tag {key!r}; `threadline runs show {run_id}` "
+                               "lists its tags")
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every point of one metric of a run, by step, then timestamp, then logging order."""

@@ -88,16 +88,13 @@ def test_lineage_of_a_run(client: TestClient, tracked: dict[str, Any]) -> None:
 
 
 def test_models(client: TestClient, stores: Stores, tmp_path: Path) -> None:
-    from threadline.api import registry_compat
-
     run = stores.tracking.create_run(stores.tracking.experiment("e").id)
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "MLmodel").write_text("flavors: {}\n")
     stores.tracking.log_artifacts(run.id, folder, "model")
-    registry_compat.create_model(stores.registry, "churn", "d", {})
-    registry_compat.create_mlflow_version(stores.registry, stores.tracking, "churn",
-                                          f"runs:/{run.id}/model", run.id, "")
+    stores.registry.create_model("churn", "d")
+    stores.registry.register_external("churn", run.id, f"runs:/{run.id}/model", path="model")
     stores.registry.set_alias("churn", "production", 1)
     models = _ok(client.get("/api/v1/models"))["models"]
     assert [(m["name"], m["aliases"]) for m in models] == [("churn", {"production": 1})]
