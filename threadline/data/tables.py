@@ -85,7 +85,7 @@ def open_file(repos: DataRepos, ref: str) -> io.BufferedReader:
 
 
 #: the size a Parquet batch aims at (see `iter_batches`)
-BATCH_BYTES = 8 << 20
+BATCH_BYTES = 4 << 20
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".ndjson", ".json")
 
 
