@@ -84,6 +84,43 @@ client.set_registered_model_alias("churn", "production", version.version)
 out["by_alias"] = client.get_model_version_by_alias("churn", "production").version
 out["aliases"] = client.get_registered_model("churn").aliases
 out["download_uri"] = client.get_model_version_download_uri("churn", version.version)
+
+# MLflow 3's notebook path: log_model -> register_model -> alias -> load by alias
+import numpy as np
+import mlflow.pyfunc
+import mlflow.sklearn
+from sklearn.linear_model import LogisticRegression
+
+X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.5], [0.5, 2.0], [2.5, 3.0]])
+y = np.array([0, 0, 1, 1, 0, 1])
+sk = LogisticRegression().fit(X, y)
+with mlflow.start_run(run_name="train") as train:
+    mlflow.log_param("C", 1.0)
+    info = mlflow.sklearn.log_model(sk, name="model", pip_requirements=["scikit-learn"])
+out["train"], out["model_id"], out["model_uri"] = train.info.run_id, info.model_id, info.model_uri
+registered = mlflow.register_model(f"runs:/{train.info.run_id}/model", "churn-sk")
+out["sk_version"] = registered.version
+out["sk_source"] = registered.source
+again = mlflow.register_model(info.model_uri, "churn-sk")
+out["sk_version2"] = again.version
+client.set_registered_model_alias("churn-sk", "production", registered.version)
+loaded = mlflow.pyfunc.load_model("models:/churn-sk@production")
+out["predict_equal"] = loaded.predict(X).tolist() == sk.predict(X).tolist()
+out["predict_by_number"] = mlflow.pyfunc.load_model("models:/churn-sk/2").predict(X).tolist()
+out["expected"] = sk.predict(X).tolist()
+out["predict_by_run"] = mlflow.pyfunc.load_model(f"runs:/{train.info.run_id}/model").predict(X).tolist()
+logged = client.get_logged_model(info.model_id)
+out["logged"] = {"status": str(logged.status), "name": logged.name,
+                 "run": logged.source_run_id, "params": logged.params,
+                 "location": logged.artifact_location}
+found = mlflow.search_logged_models(experiment_ids=[exp_id], filter_string="name = 'model'",
+                                    output_format="list")
+out["searched"] = [m.model_id for m in found]
+out["outputs"] = [o.model_id for o in client.get_run(train.info.run_id).outputs.model_outputs]
+try:
+    client.create_model_version("churn-sk", info.model_uri, run_id=run_id)
+except MlflowException as exc:
+    out["wrong_run"] = exc.error_code
 try:
     client.get_run("0" * 32)
 except MlflowException as exc:
@@ -196,3 +233,24 @@ def test_mlflow_client_round_trip(server: tuple[Home, str]) -> None:
     version = registry.get_version("churn", "production")
     assert (version.version, version.flavor, version.run_id) == (1, "mlflow", got["parent"])
     assert registry.get_model("churn").description == "churn model"
+
+    # MLflow 3 logged models: logged, registered twice, loaded by alias and by number
+    model_id = got["model_id"]
+    assert got["model_uri"] == f"models:/{model_id}"
+    assert (got["sk_version"], got["sk_version2"]) == ("1", "2")
+    assert got["sk_source"] == f"models:/{model_id}"
+    assert got["predict_equal"] is True
+    assert got["predict_by_number"] == got["expected"]
+    assert got["predict_by_run"] == got["expected"]
+    assert got["logged"] == {
+        "status": "READY", "name": "model", "run": got["train"], "params": {"C": "1.0"},
+        "location": f"mlflow-artifacts:/{got['experiment']}/models/{model_id}/artifacts"}
+    assert got["searched"] == [model_id]
+    assert got["outputs"] == [model_id]
+    assert got["wrong_run"] == "INVALID_PARAMETER_VALUE"
+    sk_version = registry.get_version("churn-sk", "production")
+    assert (sk_version.flavor, sk_version.run_id, sk_version.external_source) == (
+        "mlflow", got["train"], f"models:/{model_id}")
+    mlmodel = store.read_artifact(got["train"], f"logged_models/{model_id}/MLmodel").decode()
+    assert f"model_id: {model_id}" in mlmodel
+    assert "sklearn:" in mlmodel

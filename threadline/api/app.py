@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from threadline.api import mlflow_artifacts, mlflow_registry, mlflow_tracking, routes
+from threadline.api import (
+    mlflow_artifacts,
+    mlflow_logged_models,
+    mlflow_registry,
+    mlflow_tracking,
+    routes,
+)
 from threadline.api.http import EXTRA_STATUS, JSONResponse, Limits, Stores
 from threadline.config import load_settings
 from threadline.data.connect import connect
@@ -147,8 +153,8 @@ def create_app(stores: Stores | None = None, *, home: Path | None = None,
             close_stores(opened)
 
     app = Starlette(
-        routes=[*routes.routes(), *mlflow_tracking.routes(), *mlflow_registry.routes(),
-                *mlflow_artifacts.routes()],
+        routes=[*routes.routes(), *mlflow_tracking.routes(), *mlflow_logged_models.routes(),
+                *mlflow_registry.routes(), *mlflow_artifacts.routes()],
         exception_handlers={ThreadlineError: _threadline_error, HTTPException: _http_error,
                             Exception: _unexpected},
         lifespan=lifespan,

@@ -2,7 +2,9 @@
 
 The MLflow client resolves a run's `mlflow-artifacts:/<exp>/<run>/artifacts/<path>` to
 `PUT` (upload), `GET` (download) and `GET ?path=` (list) here; each maps onto the run's
-artifacts in Threadline (a data commit per upload, de-duplicated by the content store).
+artifacts in Threadline (a data commit per upload, de-duplicated by the content store). A
+logged model's `mlflow-artifacts:/<exp>/models/<model id>/artifacts/<path>` maps onto
+`logged_models/<model id>/<path>` in the artifacts of the run that logged it.
 
 Security (RELIABILITY.md, "Paths never escape"): the path is checked after Starlette's
 decoding by `normalize_path` (`..`, absolute and Windows paths, NUL and control characters,
@@ -24,6 +26,7 @@ from starlette.responses import FileResponse
 from starlette.routing import Route
 
 from threadline.api.http import JSONResponse, PayloadTooLarge, call, empty, limits, stores
+from threadline.api.mlflow_logged_models import MODEL_LOCATION, resolve_location
 from threadline.data.paths import normalize_path
 from threadline.errors import InvalidArgument, NotFound
 
@@ -51,15 +54,32 @@ def split_location(path: str) -> tuple[int, str, str]:
     return int(match["exp"]), match["run"], normalize_path(match["rest"] or "", allow_root=True)
 
 
-def _check_run(store: TrackingStore, experiment: int, run_id: str) -> None:
+def check_location(path: str) -> None:
+    """Refuse a malformed run or logged-model location before any store is read."""
+    match = None if _ENCODED.search(path) else MODEL_LOCATION.match(path.strip("/"))
+    if match is None:
+        split_location(path)
+    else:
+        normalize_path(match["rest"] or "", allow_root=True)
+
+
+def locate(store: TrackingStore, location: str) -> tuple[str, str]:
+    """(run id, normalised path in its artifacts) of a run's or a logged model's location."""
+    if _ENCODED.search(location):
+        split_location(location)  # raises, naming the encoded character
+    found = resolve_location(store, location)
+    if found is None:
+        experiment, run_id, path = split_location(location)
+    else:
+        experiment, run_id, path = found[0], found[1], normalize_path(found[2], allow_root=True)
     info = store.get_run(run_id).info
     if info.experiment_id != experiment:
         raise NotFound(f"run {run_id} is not in experiment {experiment}")
+    return run_id, path
 
 
 def _list(store: TrackingStore, location: str) -> dict[str, Any]:
-    experiment, run_id, path = split_location(location)
-    _check_run(store, experiment, run_id)
+    run_id, path = locate(store, location)
     start = f"{path}/" if path else ""
     files = []
     for entry in store.list_artifacts(run_id, path):
@@ -79,8 +99,7 @@ async def list_artifacts(request: Request) -> Response:
 
 
 def _fetch(store: TrackingStore, location: str) -> tuple[Path, Path]:
-    experiment, run_id, path = split_location(location)
-    _check_run(store, experiment, run_id)
+    run_id, path = locate(store, location)
     if not path:
         raise InvalidArgument("name an artifact file to download; list a folder with ?path=")
     if not any(e["path"] == path and not e["is_dir"] for e in store.list_artifacts(run_id, path)):
@@ -101,8 +120,7 @@ async def download(request: Request) -> Response:
 
 
 def _commit(store: TrackingStore, location: str, file: Path) -> None:
-    experiment, run_id, path = split_location(location)
-    _check_run(store, experiment, run_id)
+    run_id, path = locate(store, location)
     folder, _, name = path.rpartition("/")
     if not name:
         raise InvalidArgument("name the artifact file to upload: PUT .../artifacts/<path>")
@@ -114,7 +132,7 @@ def _commit(store: TrackingStore, location: str, file: Path) -> None:
 async def upload(request: Request) -> Response:
     """PUT ...artifacts/<exp>/<run>/artifacts/<file>: stream the body in, commit it."""
     location = request.path_params["path"]
-    split_location(location)  # refuse a bad path before reading the body
+    check_location(location)  # refuse a bad path before reading the body
     limit = limits(request).max_upload
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:

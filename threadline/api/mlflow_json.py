@@ -9,7 +9,9 @@ server's artifact proxy (`mlflow_artifacts.py`).
 
 Dataset inputs (`runs/log-inputs`) have no Threadline equivalent (Threadline inputs are data
 commits), so each dataset is kept as a run tag `mlflow.dataset.<hash>` holding its JSON and is
-given back as a dataset input, not as a tag.
+given back as a dataset input, not as a tag. Likewise the records of a run's logged models
+(reserved tags `threadline.model.<id>`, see `tracking/logged_models.py`) are not tags to MLflow:
+they come back as the run's `outputs`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orjson
 
 from threadline.api.http import int_param
 from threadline.errors import InvalidArgument
+from threadline.tracking.logged_models import MODEL_TAG, of_run
 from threadline.tracking.model import DEFAULT_EXPERIMENT, Metric, now_ms
 
 if TYPE_CHECKING:
@@ -110,14 +113,18 @@ def run_info_json(info: RunInfo) -> dict[str, Any]:
 
 
 def run_json(run: Run) -> dict[str, Any]:
-    """A run with its data and dataset inputs."""
-    tags = {k: v for k, v in run.tags.items() if not k.startswith(DATASET_TAG)}
+    """A run with its data, dataset inputs and the logged models it output."""
+    tags = {k: v for k, v in run.tags.items()
+            if not k.startswith(DATASET_TAG) and not k.startswith(MODEL_TAG)}
     datasets = [orjson.loads(v) for k, v in run.tags.items() if k.startswith(DATASET_TAG)]
+    outputs = [{"model_id": m.id, "step": m.outputs[run.info.id]} for m in of_run(run.tags)
+               if run.info.id in m.outputs and m.lifecycle_stage == "active"]
     return {
         "info": run_info_json(run.info),
         "data": {"metrics": [metric_json(m) for m in run.metrics.values()],
                  "params": _pairs(run.params), "tags": _pairs(tags)},
         "inputs": {"dataset_inputs": datasets},
+        "outputs": {"model_outputs": outputs},
     }
 
 

@@ -3,6 +3,11 @@
 Models and versions are Threadline registry entries. MLflow's stages are not supported (aliases
 replace them, in MLflow too): `transition-stage` is refused and every version reports stage
 "None". Model-version tags have no place in the registry yet and are refused when given.
+
+A version's source is a run's files (`runs:/<run>/<path>`, `mlflow-artifacts:/<exp>/<run>/
+artifacts/<path>`) or an MLflow 3 logged model (`models:/<model id>`, what `register_model`
+sends); either way it becomes `ModelRegistry.register_external` over the run's artifacts that
+hold the files, and `get-download-uri` answers the location the artifact proxy serves them at.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from threadline.api import mlflow_json as mj
+from threadline.api import mlflow_logged_models as mlm
 from threadline.api.http import (
     JSONResponse,
     both_prefixes,
@@ -32,12 +38,14 @@ if TYPE_CHECKING:
 
     from threadline.registry.records import ModelVersion
     from threadline.registry.registry import ModelRegistry
+    from threadline.tracking.store import TrackingStore
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 DEFAULT_MAX_MODELS = 100
 _VERSION_CLAUSE = re.compile(
     r"^\s*(?P<key>name|run_id)\s*(?P<op>=|!=|LIKE|ILIKE)\s*'(?P<value>(?:[^']|'')*)'\s*$", re.IGNORECASE)
 _RUNS_URI = re.compile(r"^runs:/(?P<run>[0-9a-f]{32})(?:/(?P<path>.*))?$")
+_MODEL_ARTIFACTS = re.compile(r"^mlflow-artifacts:(?://[^/]*)?/(?P<rest>\d+/models/.*)$")
 _ARTIFACTS_URI = re.compile(
     r"^mlflow-artifacts:(?://[^/]*)?/(?P<exp>\d+)/(?P<run>[0-9a-f]{32})/artifacts(?:/(?P<path>.*))?$")
 
@@ -51,9 +59,28 @@ def parse_source(source: str) -> tuple[str, str]:
     match = _RUNS_URI.match(source) or _ARTIFACTS_URI.match(source)
     if match is None:
         raise InvalidArgument(
-            f"model version source {source!r} is not served here: use runs:/<run_id>/<path> or "
-            "mlflow-artifacts:/<experiment>/<run_id>/artifacts/<path> of this server")
+            f"model version source {source!r} is not served here: use runs:/<run_id>/<path>, "
+            "models:/<logged model id> or mlflow-artifacts:/<experiment>/<run_id>/artifacts/<path> "
+            "of this server")
     return match["run"], (match["path"] or "").strip("/")
+
+
+def source_files(tracking: TrackingStore, source: str) -> tuple[str, str]:
+    """(run id, artifact path) of any source this server serves, logged models included.
+
+    Raises:
+        InvalidArgument: the source is not a URI of this server.
+        NotFound: it names a logged model that does not exist.
+    """
+    found = mlm.resolve_source(tracking, source)
+    if found is not None:
+        return found
+    location = _MODEL_ARTIFACTS.match(source)
+    if location is not None:
+        resolved = mlm.resolve_location(tracking, location["rest"])
+        if resolved is not None:
+            return resolved[1], resolved[2]
+    return parse_source(source)
 
 
 def _version(body: dict[str, Any]) -> int:
@@ -63,8 +90,14 @@ def _version(body: dict[str, Any]) -> int:
 
 
 def version_dict(version: ModelVersion) -> dict[str, Any]:
-    """A version in MLflow's JSON, with its MLflow source (or a `models:/` URI for native ones)."""
-    return mj.version_json(version, version.external_source or f"models:/{version.name}/{version.version}")
+    """A version in MLflow's JSON, with its MLflow source (or a `models:/` URI for native ones)
+    and, for a version of a logged model, the model's id (the client loads `models:/<name>/<n>`
+    through it)."""
+    out = mj.version_json(version, version.external_source or f"models:/{version.name}/{version.version}")
+    model_id = mlm.model_id_of(version.external_source or "")
+    if model_id is not None:
+        out["model_id"] = model_id
+    return out
 
 
 def model_dict(registry: ModelRegistry, name: str) -> dict[str, Any]:
@@ -213,24 +246,31 @@ async def get_by_alias(request: Request) -> Response:
 
 
 # ------------------------------------------------------------------------ model versions
-def _create_version(registry: ModelRegistry, body: dict[str, Any]) -> dict[str, Any]:
+def _create_version(registry: ModelRegistry, tracking: TrackingStore, body: dict[str, Any]
+                    ) -> dict[str, Any]:
     if mj.parse_pairs(body.get("tags"), "tags"):
         raise InvalidArgument("model version tags are not supported by Threadline yet; register "
                               "without tags and keep notes in the description")
     source = str_param(body, "source")
-    run_id, path = parse_source(source)
+    run_id, path = source_files(tracking, source)
     given = str_param(body, "run_id", required=False)
     if given and given != run_id:
         raise InvalidArgument(f"run_id {given} does not match the run {run_id} of source {source!r}")
+    model_id = str_param(body, "model_id", required=False)
+    if model_id and model_id != mlm.model_id_of(source):
+        raise InvalidArgument(f"model_id {model_id} does not match source {source!r}; register "
+                              f"source models:/{model_id}")
     version = registry.register_external(str_param(body, "name"), run_id, source, path=path,
                                          description=str(body.get("description") or ""))
     return version_dict(version)
 
 
 async def create_version(request: Request) -> Response:
-    """model-versions/create from a `runs:/` or `mlflow-artifacts:` source (flavor `mlflow`)."""
+    """model-versions/create from a `runs:/`, `models:/<model id>` or `mlflow-artifacts:` source
+    (flavor `mlflow`)."""
     body = await params(request)
-    return JSONResponse({"model_version": await call(_create_version, _registry(request), body)})
+    return JSONResponse({"model_version": await call(_create_version, _registry(request),
+                                                     stores(request).tracking, body)})
 
 
 async def get_version(request: Request) -> Response:
@@ -306,7 +346,10 @@ async def download_uri(request: Request) -> Response:
         if source is None:
             raise NotFound(f"version {number} of {name!r} was registered by Threadline; its files "
                            f"load with `threadline models` (models:/ URIs are not served as files)")
-        run_id, path = parse_source(source)
+        location = mlm.model_location(tracking, source)
+        if location is not None:  # the logged model's own location, as MLflow's server answers
+            return location
+        run_id, path = source_files(tracking, source)
         info = tracking.get_run(run_id).info
         return f"{mj.artifact_root(info)}/{path}".rstrip("/")
 

@@ -306,16 +306,6 @@ async def metric_history_bulk_interval(request: Request) -> Response:
     return JSONResponse({"metrics": await call(work)})
 
 
-async def search_logged_models(request: Request) -> Response:
-    """logged-models/search: always empty - MLflow 3 logged models are not stored yet.
-
-    The client searches them whenever it resolves a `runs:/` URI (to find a model logged by the
-    run); an empty answer makes it fall back to the run's own artifacts.
-    """
-    await params(request)
-    return JSONResponse({"models": []})
-
-
 def routes() -> list[Route]:
     """The tracking endpoints under both MLflow prefixes."""
     table: list[tuple[str, str, Any]] = [
@@ -343,7 +333,6 @@ def routes() -> list[Route]:
         ("/runs/search", "POST", search_runs),
         ("/metrics/get-history", "GET", metric_history),
         ("/metrics/get-history-bulk-interval", "GET", metric_history_bulk_interval),
-        ("/logged-models/search", "POST", search_logged_models),
     ]
     return both_prefixes(PREFIXES, table)
 

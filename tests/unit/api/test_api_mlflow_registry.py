@@ -100,6 +100,21 @@ def test_version_sources_outside_this_server_are_refused(client: TestClient, sou
     assert "is not served here" in got.json()["message"]
 
 
+def test_version_whose_run_id_is_not_the_sources_run_is_refused(
+        client: TestClient, stores: Stores, logged_run: tuple[str, int]) -> None:
+    run_id, exp_id = logged_run
+    other = stores.tracking.create_run(exp_id).id  # exists, but did not log the files
+    _ok(client.post(f"{ML}/registered-models/create", json={"name": "m"}))
+    for source in (f"runs:/{run_id}/model", f"mlflow-artifacts:/{exp_id}/{run_id}/artifacts/model"):
+        got = client.post(f"{ML}/model-versions/create",
+                          json={"name": "m", "source": source, "run_id": other})
+        assert got.status_code == 400
+        assert got.json() == {"error_code": "INVALID_PARAMETER_VALUE",
+                              "message": f"run_id {other} does not match the run {run_id} of "
+                                         f"source {source!r}"}
+    assert stores.registry.list_versions("m") == []  # nothing was registered
+
+
 def test_version_of_a_run_without_the_model_is_refused(client: TestClient, stores: Stores) -> None:
     run_id = stores.tracking.create_run(stores.tracking.experiment("e").id).id
     _ok(client.post(f"{ML}/registered-models/create", json={"name": "m"}))

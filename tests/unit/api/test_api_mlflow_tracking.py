@@ -152,7 +152,8 @@ def test_log_inputs_keeps_datasets(client: TestClient) -> None:
     assert not any(t["key"].startswith("mlflow.dataset.") for t in run["data"]["tags"])
 
 
-def test_logged_models_search_is_empty(client: TestClient) -> None:
+def test_logged_models_search_of_an_experiment_without_models_is_empty(client: TestClient) -> None:
+    # the client searches whenever it resolves runs:/<run>/<path>; no models means no match
     got = _ok(client.post(f"{ML}/logged-models/search", json={"experiment_ids": ["0"]}))
     assert got == {"models": []}
 
