@@ -688,12 +688,14 @@ def test_stat_cache_skips_unchanged_files_and_rehashes_edits(
         return real_store_files(writer, paths, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(worktree, "store_files", recording)
+    os.utime(src / "new")  # modified just now, however slowly the machine got here
     assert not home.commit("r", [src], "unchanged").created
     assert read == ["new"]  # recently modified: hashed again rather than trusted
 
     read.clear()
     with open(src / "a", "r+b") as fh:  # same size, same inode, new mtime
         fh.write(b"AAAA")
+    os.utime(src / "new")
     result = home.commit("r", [src], "edited")
     assert result.created
     assert sorted(read) == ["a", "new"]
