@@ -20,11 +20,18 @@ from sqlalchemy.exc import OperationalError as DBOperationalError
 
 from threadline.data.manifest import Manifest
 from threadline.data.model import CommitInfo, CommitResult, RefLogEntry, RepoInfo
-from threadline.data.paths import check_name
+from threadline.data.paths import check_name, normalize_path
 from threadline.data.refs import RefSpec, parse_ref
 from threadline.data.statcache import StatCache
 from threadline.data.worktree import build_manifest, scan
-from threadline.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, StorageError
+from threadline.errors import (
+    AlreadyExists,
+    Conflict,
+    IntegrityError,
+    InvalidArgument,
+    NotFound,
+    StorageError,
+)
 from threadline.lineage.graph import Edge, Node, add_edges
 from threadline.meta.models import CommitRow, RefLogRow, RefRow, RepoRow
 
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
+    from threadline.data.manifest import FileEntry
     from threadline.meta.db import Database
     from threadline.storage.cas import ContentStore
     from threadline.storage.locks import StoreLock
@@ -224,6 +232,7 @@ class DataRepos:
         allow_empty: bool = False,
         progress: Callable[[int], None] | None = None,
         author: str | None = None,
+        entries: Sequence[FileEntry] = (),
     ) -> CommitResult:
         """Commit local files onto a branch.
 
@@ -241,6 +250,9 @@ class DataRepos:
             allow_empty: create a commit even if the tree equals the parent's.
             progress: called with bytes processed.
             author: overrides the configured author.
+            entries: files already in the store (entries of another commit's manifest), placed
+                at their paths without reading or copying any data; a file of `paths` at the
+                same path wins. Refused with IntegrityError if an entry's object is missing.
         """
         spec = parse_ref(ref)
         if spec.back or spec.path is not None:
@@ -250,8 +262,16 @@ class DataRepos:
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(f"commit metadata must be JSON-serialisable: {exc}") from exc
         files = scan(list(paths), prefix)
+        for entry in entries:
+            if normalize_path(entry.path) != entry.path:
+                raise InvalidArgument(f"entry path {entry.path!r} is not a canonical in-repo path")
         with self.lock.shared():
             self.content.refresh()
+            missing = {e.key for e in entries} - self.content.has_many({e.key for e in entries})
+            if missing:
+                raise IntegrityError(
+                    f"cannot commit {len(missing)} entries whose objects are not in the store "
+                    f"(e.g. {sorted(missing)[0][:16]}); pass entries of commits in this home")
             target = self.resolve(spec)
             if target.branch is None:
                 raise InvalidArgument(
@@ -263,6 +283,9 @@ class DataRepos:
             try:
                 with self.content.writer() as writer:
                     manifest = build_manifest(files, writer, cache, progress)
+                    if entries:
+                        given = {e.path for e in manifest}
+                        manifest = Manifest([*(e for e in entries if e.path not in given), *manifest])
                     if update and head is not None:
                         replaced = {e.path for e in manifest}
                         kept = [e for e in self.manifest(head) if e.path not in replaced]

@@ -705,3 +705,40 @@ def test_stat_cache_skips_unchanged_files_and_rehashes_edits(
     read.clear()  # checkout fills the cache: a status of what it wrote reads nothing
     assert not status(home, "r", [tmp_path / "out"])
     assert read == []
+
+
+def test_commit_places_entries_of_another_commit_without_reading_them(
+    home: DataRepos, make_tree: MakeTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    import threadline.data.worktree as worktree
+    from threadline.data.manifest import FileEntry
+    from threadline.data.tables import open_file
+    from threadline.errors import IntegrityError
+
+    home.create("src")
+    home.create("dst")
+    first = home.commit("src", [make_tree("a", {"x/1.bin": b"one" * 1000, "x/2.bin": b"two"})], "a").commit
+    entries = [replace(e, path=f"kept/{e.path}") for e in home.manifest(first)]
+    read: list[str] = []
+    real_store_files = worktree.store_files
+
+    def recording(writer: object, paths: list[str], **kwargs: object) -> object:
+        read.extend(os.path.basename(p) for p in paths)
+        return real_store_files(writer, paths, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worktree, "store_files", recording)
+    result = home.commit("dst", [make_tree("b", {"kept/x/2.bin": b"TWO", "new.txt": b"n"})], "b",
+                         entries=entries)
+    assert sorted(read) == ["2.bin", "new.txt"]  # the entries were not read
+    tree = {e.path: e for e in home.manifest(result.commit)}
+    assert sorted(tree) == ["kept/x/1.bin", "kept/x/2.bin", "new.txt"]
+    assert tree["kept/x/1.bin"].key == entries[0].key  # placed as is
+    with open_file(home, "dst:kept/x/2.bin") as fh:
+        assert fh.read() == b"TWO"  # a file of `paths` wins over an entry at its path
+
+    bogus = FileEntry("y.bin", "ab" * 32, 3, 1)
+    with pytest.raises(IntegrityError, match="not in the store"):
+        home.commit("dst", [], "bogus", entries=[bogus], allow_empty=True)
+    assert home.log("dst")[0].id == result.commit.id  # nothing was committed
