@@ -13,6 +13,7 @@ from rich.markup import escape
 from threadline.cli import data as data_cli
 from threadline.cli import evaluate as evaluate_cli
 from threadline.cli import models as models_cli
+from threadline.cli import pipeline as pipeline_cli
 from threadline.cli import prep as prep_cli
 from threadline.cli import runs as runs_cli
 from threadline.cli import server as server_cli
@@ -30,6 +31,7 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(prep_cli.app, name="prep")
 app.add_typer(runs_cli.app, name="runs")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(pipeline_cli.app, name="pipeline")
 app.command("evaluate")(evaluate_cli.evaluate)
 app.command("server")(server_cli.server)
 

@@ -292,3 +292,75 @@ class AliasLogRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
     __table_args__ = (Index("ix_alias_log_model_alias", "model_id", "alias", "id"),)
+
+
+# --- pipelines: runs, step runs and the step cache (issue 4) -------------------------------
+
+
+class PipelineRunRow(Base):
+    """One run of a pipeline: who started it, on what inputs, and how it ended."""
+
+    __tablename__ = "pipeline_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    pipeline: Mapped[str] = mapped_column(String(200), nullable=False)
+    #: running | succeeded | failed (a dead driver's run is shown as interrupted)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    trigger: Mapped[str] = mapped_column(String(40), nullable=False)  # manual | watch | cron
+    executor: Mapped[str] = mapped_column(String(20), nullable=False)
+    #: parameter overrides given to the run
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    #: the data refs the run read and the commit each resolved to (what `watch` compares)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    host: Mapped[str] = mapped_column(String(200), nullable=False)
+    error: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_pipeline_runs_pipeline_started", "pipeline", "started_at"),)
+
+
+class PipelineStepRunRow(Base):
+    """One step of a run: whether it ran or was reused, why, on how many datums, and its output."""
+
+    __tablename__ = "pipeline_step_runs"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[str] = mapped_column(String(100), primary_key=True)
+    #: pending | running | succeeded | cached | failed | skipped
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    cache_key: Mapped[str] = mapped_column(String(64), default="", nullable=False)
+    #: the parts of the cache key (inputs, code, params, env), what dry runs compare
+    key_parts: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    output_repo: Mapped[str] = mapped_column(String(100), default="", nullable=False)
+    output_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    datums_processed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    datums_skipped: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    datums_removed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    log_tail: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    error: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PipelineCacheRow(Base):
+    """A finished step: cache key -> the output commit it produced (written after the commit)."""
+
+    __tablename__ = "pipeline_cache"
+
+    pipeline: Mapped[str] = mapped_column(String(200), primary_key=True)
+    step: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: the key without the content of a datum-split input: entries sharing it can lend datums
+    base_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    output_repo: Mapped[str] = mapped_column(String(100), nullable=False)
+    output_commit: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_pipeline_cache_base", "pipeline", "step", "base_key", "created_at"),)

@@ -1,1 +1,7 @@
 """Data-driven pipelines: DAGs of steps whose outputs are commits, re-run exactly when their inputs change."""
+
+from __future__ import annotations
+
+from threadline.pipelines.python_api import Input, Output, Pipeline, step
+
+__all__ = ["Input", "Output", "Pipeline", "step"]

@@ -1,0 +1,177 @@
+"""Benchmark: the pipeline engine's own overhead, and datum-level incremental runs.
+
+Targets (issue 4):
+- a 10-step no-op pipeline (a chain: each step reads the previous one's output) runs cold in
+  under 2 s, process-pool start included;
+- the same pipeline fully cached re-runs in under 0.3 s;
+- with 1,000 datums (files), adding 10 re-processes exactly 10, in under 5% of the full run.
+
+Times are measured in the driver process around `run_pipeline` (imports done, the home
+open), on the local process-pool executor, median of `--repeat` runs, each cold run on a
+fresh home so nothing is cached. A CLI invocation adds the interpreter's start and imports
+(about a second) on top; the script prints that too, for one cached run.
+
+    .venv/bin/python benchmarks/pipeline_overhead.py --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+STEPS = textwrap.dedent('''
+    from threadline.pipelines import Input, Output, Pipeline, step
+
+    @step
+    def s0(raw=Input("raw@main"), out=Output()):
+        pass
+    {chain}
+
+    @step
+    def per_file(raw=Input("many@main", datums="file"), out=Output()):
+        for f in raw.rglob("*"):
+            if f.is_file():
+                (out / "size").write_text(str(len(f.read_bytes())))
+
+    chain = Pipeline("chain", steps=[{names}])
+    datums = Pipeline("datums", steps=[per_file])
+''')
+LINK = textwrap.dedent('''
+    @step
+    def s{i}(x=Input("step:s{prev}"), out=Output()):
+        pass
+''')
+
+
+def _project(root: Path) -> None:
+    chain = "".join(LINK.format(i=i, prev=i - 1) for i in range(1, 10))
+    names = ", ".join(f"s{i}" for i in range(10))
+    (root / "bench_steps.py").write_text(STEPS.format(chain=chain, names=names))
+
+
+def _home(root: Path, files: int) -> tuple[object, object]:
+    from threadline.config import init_home
+    from threadline.data.connect import connect
+
+    settings = init_home(root)
+    repos = connect(settings)
+    for name, count in (("raw", 1), ("many", files)):
+        repos.create(name)
+        src = root / f"src-{name}"
+        src.mkdir()
+        for i in range(count):
+            (src / f"f{i:05d}.txt").write_bytes(b"x" * (i % 13 + 1))
+        repos.commit(f"{name}@main", [src], "data")
+    return settings, repos
+
+
+def _add(root: Path, repos: object, start: int, count: int) -> None:
+    src = root / "src-many"
+    for i in range(start, start + count):
+        (src / f"f{i:05d}.txt").write_bytes(b"new" * (i % 5 + 1))
+    repos.commit("many@main", [src], "more")  # type: ignore[attr-defined]
+
+
+def _task() -> object:
+    from threadline.compute import Task
+
+    return Task(len, args=([1],))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--datums", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    from threadline.pipelines.engine import run_pipeline
+
+    work = Path(tempfile.mkdtemp(prefix="tl-bench-pipe-"))
+    sys.path.insert(0, str(work))
+    _project(work)
+    import bench_steps  # type: ignore[import-not-found]
+
+    from threadline.compute import open_executor
+
+    cold, cached, full, incremental, warm_full, warm_incremental = [], [], [], [], [], []
+    processed = []
+    try:
+        for r in range(args.repeat):
+            root = work / f"home{r}"
+            root.mkdir()
+            settings, repos = _home(root, args.datums)
+            t = time.perf_counter()
+            result = run_pipeline(bench_steps.chain.spec(), settings, repos, workers=args.workers)
+            cold.append(time.perf_counter() - t)
+            assert result.status == "succeeded"
+            for _ in range(3):
+                t = time.perf_counter()
+                again = run_pipeline(bench_steps.chain.spec(), settings, repos, workers=args.workers)
+                cached.append(time.perf_counter() - t)
+                assert {o.status for o in again.steps.values()} == {"cached"}
+            t = time.perf_counter()
+            first = run_pipeline(bench_steps.datums.spec(), settings, repos, workers=args.workers)
+            full.append(time.perf_counter() - t)
+            assert first.steps["per_file"].processed == args.datums
+            _add(root, repos, args.datums, 10)
+            t = time.perf_counter()
+            more = run_pipeline(bench_steps.datums.spec(), settings, repos, workers=args.workers)
+            incremental.append(time.perf_counter() - t)
+            processed.append(more.steps["per_file"].processed)
+            # the same with the executor kept open across runs, as `pipeline watch` does
+            warm = open_executor("local", workers=args.workers)
+            try:
+                warm.submit(_task()).result()  # start the workers
+                spec = bench_steps.datums.spec()
+                renamed = type(spec)("datums2", spec.steps, spec.source)
+                t = time.perf_counter()
+                first = run_pipeline(renamed, settings, repos, executor=warm)
+                warm_full.append(time.perf_counter() - t)
+                _add(root, repos, args.datums + 10, 10)
+                t = time.perf_counter()
+                more = run_pipeline(renamed, settings, repos, executor=warm)
+                warm_incremental.append(time.perf_counter() - t)
+                processed.append(more.steps["per_file"].processed)
+            finally:
+                warm.shutdown()
+        env = {**os.environ, "THREADLINE_HOME": str(work / "home0" / ".threadline"),
+               "PYTHONPATH": str(work)}
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "threadline.cli.pipeline", "run", "--module", "bench_steps",
+                        "chain", "--json"], cwd=work, env=env, check=True, capture_output=True)
+        cli_cached = time.perf_counter() - t
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    med = statistics.median
+    ratio = med(incremental) / med(full)
+    warm_ratio = med(warm_incremental) / med(warm_full)
+    rows = [
+        ("10-step no-op, cold", med(cold), "< 2 s", med(cold) < 2.0),
+        ("10-step no-op, fully cached", med(cached), "< 0.3 s", med(cached) < 0.3),
+        (f"{args.datums} datums, full run", med(full), "-", True),
+        (f"+10 datums (processed {sorted(set(processed))})", med(incremental),
+         f"< 5% of full ({ratio:.1%})", ratio < 0.05 and set(processed) == {10}),
+        (f"{args.datums} datums, full run, warm executor", med(warm_full), "-", True),
+        ("+10 datums, warm executor (as in watch)", med(warm_incremental),
+         f"< 5% of full ({warm_ratio:.1%})", warm_ratio < 0.05 and set(processed) == {10}),
+        ("CLI cached run (interpreter start included)", cli_cached, "-", True),
+    ]
+    print(f"pipeline overhead, median of {args.repeat} (local process pool, {args.workers} workers)")
+    for name, seconds, target, met in rows:
+        verdict = "" if target == "-" else ("met" if met else "MISSED")
+        print(f"  {name:48s} {seconds:8.3f} s   target {target:22s} {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Datums: only new or changed datums are processed; removed ones lose their outputs; the merged
+output equals a fresh run's."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from threadline.data.manifest import FileEntry
+from threadline.pipelines import datums, engine
+from threadline.pipelines.spec import DatumSpec
+
+if TYPE_CHECKING:
+    import pytest
+    from pipeline_helpers import Project
+
+STEPS = '''
+from threadline.pipelines import Input, Output, Pipeline, step
+
+@step
+def measure(raw=Input("{source}", datums="{datums}"), out=Output(), scale=1):
+    for f in sorted(p for p in raw.rglob("*") if p.is_file()):
+        (out / "size").write_text(str(len(f.read_bytes()) * scale))
+        (out / "name").write_text(f.name)
+
+@step
+def total(m=Input("step:measure"), out=Output()):
+    (out / "total").write_text(str(sum(int(p.read_text()) for p in m.rglob("size"))))
+
+pipe = Pipeline("dat", steps=[measure, total])
+'''
+
+
+def _entry(path: str, key: str = "k") -> FileEntry:
+    return FileEntry(path, key, 1, 1)
+
+
+def test_split_by_file_glob_and_partition_names_datums_by_path() -> None:
+    entries = [_entry("t/date=1/a.parquet"), _entry("t/date=1/b.parquet"), _entry("t/date=2/a.parquet"),
+               _entry("t/readme.md")]
+    assert set(datums.split(entries, "t", DatumSpec("file"))) == {
+        "date=1/a.parquet", "date=1/b.parquet", "date=2/a.parquet", "readme.md"}
+    assert set(datums.split(entries, "t", DatumSpec("glob", pattern="*.md"))) == {"readme.md"}
+    parts = datums.split(entries, "t", DatumSpec("partition"))
+    assert set(parts) == {"date=1", "date=2"}
+    assert parts["date=1"].files == ("t/date=1/a.parquet", "t/date=1/b.parquet")
+    changed = datums.split([_entry("t/date=1/a.parquet", "other"), *entries[1:]], "t", DatumSpec("partition"))
+    assert changed["date=1"].key != parts["date=1"].key
+    assert changed["date=2"].key == parts["date=2"].key
+
+
+def test_a_plan_processes_new_and_changed_and_drops_removed() -> None:
+    now = datums.split([_entry("a", "1"), _entry("b", "2"), _entry("c", "3")], "", DatumSpec("file"))
+    before = {"a": now["a"].key, "b": "old", "gone": "x"}
+    plan = datums.plan(now, before, "prev")
+    assert [d.name for d in plan.process] == ["b", "c"]
+    assert plan.reuse == ["a"]
+    assert plan.removed == ["gone"]
+    assert plan.previous == "prev"
+    assert [d.name for d in datums.plan(now, None, None).process] == ["a", "b", "c"]
+
+
+def _files(n: int, start: int = 0) -> dict[str, bytes]:
+    return {f"f{i:04d}.txt": b"x" * (i % 7 + 1) for i in range(start, start + n)}
+
+
+def test_adding_removing_and_changing_datums_processes_exactly_those(project: Project) -> None:
+    files = _files(1000)
+    project.commit("raw", files)
+    spec = project.module("dat_steps", STEPS.format(source="raw@main", datums="file")).pipe.spec()
+    first = project.run(spec)
+    assert first.status == "succeeded"
+    assert (first.steps["measure"].processed, first.steps["measure"].skipped) == (1000, 0)
+
+    files.update(_files(10, start=1000))
+    project.commit("raw", files)
+    added = project.run(spec)
+    m = added.steps["measure"]
+    assert (m.status, m.processed, m.skipped, m.removed) == ("succeeded", 10, 1000, 0)
+    assert added.steps["total"].status == "succeeded"
+    assert len(project.tree("dat-measure")) == 2 * 1010
+
+    del files["f0003.txt"]
+    files["f0004.txt"] = b"changed!"
+    project.commit("raw", files)
+    again = project.run(spec).steps["measure"]
+    assert (again.processed, again.skipped, again.removed) == (1, 1008, 1)
+    tree = project.tree("dat-measure")
+    assert "f0003.txt/size" not in tree
+    assert "f0003.txt/name" not in tree
+    assert project.read("dat-measure", "f0004.txt/size") == b"8"
+
+    assert project.run(spec).steps["measure"].status == "cached"
+    kept = project.tree("dat-measure")
+    project.forget_cache()
+    fresh = project.run(spec).steps["measure"]
+    assert (fresh.processed, fresh.skipped) == (1009, 0)
+    assert project.tree("dat-measure") == kept
+
+
+def test_a_parameter_change_reprocesses_every_datum(project: Project) -> None:
+    project.commit("raw", _files(5))
+    spec = project.module("dat_steps", STEPS.format(source="raw@main", datums="file")).pipe.spec()
+    project.run(spec)
+    scaled = project.run(spec, params={"scale": 3}).steps["measure"]
+    assert (scaled.processed, scaled.skipped) == (5, 0)
+    back = project.run(spec).steps["measure"]  # the earlier parameters' output is still cached
+    assert back.status == "cached"
+    assert project.read("dat-measure", "f0001.txt/size") == b"2"
+
+
+def test_partitions_of_a_table_are_datums(project: Project) -> None:
+    parts = {f"date=2024-01-0{d}/part-{i}.csv": f"{d},{i}\n".encode() for d in range(1, 4) for i in range(2)}
+    project.commit("events", parts)
+    spec = project.module("dat_steps", STEPS.format(source="events@main", datums="partition")).pipe.spec()
+    assert project.run(spec).steps["measure"].processed == 3
+    parts["date=2024-01-04/part-0.csv"] = b"4,0\n"
+    project.commit("events", parts)
+    step = project.run(spec).steps["measure"]
+    assert (step.processed, step.skipped) == (1, 3)
+    assert "date=2024-01-04/size" in project.tree("dat-measure")
+
+
+FANNED = '''
+from threadline.pipelines import Input, Output, Pipeline, step
+
+@step
+def measure(raw=Input("raw@main", datums="file"), out=Output()):
+    for f in raw.rglob("*.txt"):
+        if f.read_bytes() == b"poison":
+            raise ValueError("poisoned datum " + f.name)
+        (out / "size").write_text(str(len(f.read_bytes())))
+
+@step
+def total(m=Input("step:measure"), out=Output()):
+    (out / "total").write_text(str(sum(int(p.read_text()) for p in m.rglob("size"))))
+
+pipe = Pipeline("fan", steps=[measure, total])
+'''
+
+
+def test_datums_fan_out_over_workers_and_merge_into_one_commit(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "FANOUT_MIN", 8)
+    files = _files(40)
+    project.commit("raw", files)
+    spec = project.module("fan_steps", FANNED).pipe.spec()
+    project.executor.workers = 2
+    result = project.run(spec)
+    assert result.status == "succeeded", [o.error for o in result.steps.values()]
+    assert result.steps["measure"].processed == 40
+    assert sorted(project.executor.submitted) == ["fan.measure[1/2]", "fan.measure[2/2]",
+                                                  "fan.measure[commit]", "fan.total"]
+    fanned = project.tree("fan-measure")
+    assert len(fanned) == 40
+
+    files.update(_files(20, start=40))
+    project.commit("raw", files)
+    more = project.run(spec).steps["measure"]
+    assert (more.processed, more.skipped) == (20, 40)
+    merged = project.tree("fan-measure")
+    project.executor.workers = 1  # the same work in one task gives the same tree
+    project.forget_cache()
+    assert project.run(spec).steps["measure"].processed == 60
+    assert project.tree("fan-measure") == merged
+
+
+def test_a_failing_chunk_fails_the_step_and_publishes_nothing(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "FANOUT_MIN", 8)
+    files = _files(40)
+    files["f0033.txt"] = b"poison"
+    project.commit("raw", files)
+    spec = project.module("fan_steps", FANNED).pipe.spec()
+    project.executor.workers = 2
+    result = project.run(spec)
+    assert result.status == "failed"
+    assert "poisoned datum f0033.txt" in result.steps["measure"].error
+    assert result.steps["total"].status == "skipped"
+    assert project.repos.resolve("fan-measure@main").commit is None

@@ -1,0 +1,175 @@
+"""The code part of a step's cache key: what the step runs, and nothing more.
+
+A Python step's hash covers its function's source, the source of the functions and classes of
+its own module that it names (transitively), the values of simple constants it names, and the
+whole source of every *project* module it reaches - the module of each global it names (a
+module, or a function or class imported from one), plus what that module imports, found by
+walking each file's AST, transitively. A project module is one whose file
+lies under the project root (the `sys.path` folder holding the step's top-level package) and
+not inside the interpreter's installation; installed packages are covered by the environment
+fingerprint instead (`envhash.py`), so the venv is never hashed file by file.
+
+Editing a helper the step calls in another project module changes the hash; editing an
+unrelated module, or an unrelated function in the step's own module, does not.
+
+A command step's hash is the command template plus the content hash of every argument that
+names an existing file relative to the pipeline file's folder (`python scripts/clean.py` covers
+`scripts/clean.py`). Built-in steps hash the source of the preparation modules they run.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import inspect
+import json
+import sys
+import sysconfig
+import textwrap
+import types
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import blake3
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_SIMPLE = (str, int, float, bool, bytes, type(None))
+
+
+def _installed_roots() -> tuple[Path, ...]:
+    paths = sysconfig.get_paths()
+    roots = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.add(Path(sys.prefix).resolve())
+    roots.add(Path(sys.base_prefix).resolve())
+    return tuple(roots)
+
+
+def project_root(module_name: str) -> Path | None:
+    """The `sys.path` folder that holds the top-level package of `module_name`."""
+    try:
+        spec = importlib.util.find_spec(module_name.partition(".")[0])
+    except (ImportError, ValueError):  # e.g. __main__ of an interactive session
+        return None
+    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+        return None
+    origin = Path(spec.origin).resolve()
+    top = origin.parent.parent if origin.name == "__init__.py" else origin.parent
+    return None if _is_installed(top) else top
+
+
+def _is_installed(path: Path) -> bool:
+    return any(path == root or root in path.parents for root in _installed_roots())
+
+
+def _module_file(name: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    return Path(spec.origin).resolve()
+
+
+def _imports(path: Path, module_name: str) -> set[str]:
+    """Absolute names of the modules a file imports (relative imports resolved)."""
+    tree = ast.parse(path.read_bytes(), str(path))
+    package = module_name if path.name == "__init__.py" else module_name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            # `from pkg import mod` may name a submodule
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def module_closure(module_name: str, root: Path) -> dict[str, str]:
+    """{module: content hash} of `module_name` and every project module it imports, transitively."""
+    out: dict[str, str] = {}
+    todo = [module_name]
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        path = _module_file(name)
+        if path is None or root not in path.parents or _is_installed(path):
+            continue
+        out[name] = blake3.blake3(path.read_bytes()).hexdigest()
+        todo.extend(_imports(path, name) - out.keys())
+    return out
+
+
+def _names(source: str) -> set[str]:
+    tree = ast.parse(textwrap.dedent(source))
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
+def function_hash(fn: Callable[..., Any]) -> str:
+    """The code hash of a Python step function (see the module docstring)."""
+    root = project_root(fn.__module__)
+    parts: dict[str, str] = {}
+    modules: dict[str, str] = {}
+    todo: list[Callable[..., Any]] = [fn]
+    while todo:
+        current = todo.pop()
+        key = f"{current.__module__}:{current.__qualname__}"
+        if key in parts:
+            continue
+        try:
+            source = inspect.getsource(current)
+        except (OSError, TypeError):
+            source = repr(current)
+        parts[key] = source
+        for name in sorted(_names(source)):
+            value = getattr(current, "__globals__", {}).get(name)
+            if isinstance(value, _SIMPLE) or (isinstance(value, tuple)
+                                              and all(isinstance(v, _SIMPLE) for v in value)):
+                parts[f"{key}#{name}"] = repr(value)
+            elif isinstance(value, types.ModuleType):
+                if root is not None:
+                    modules.update(module_closure(value.__name__, root))
+            elif callable(value) and hasattr(value, "__module__"):
+                target = getattr(value, "fn", value)  # a @step wrapper: hash the function
+                if getattr(target, "__module__", None) == fn.__module__ and (
+                        inspect.isfunction(target) or inspect.isclass(target)):
+                    todo.append(target)
+                elif root is not None and getattr(target, "__module__", None):
+                    modules.update(module_closure(target.__module__, root))
+    modules.pop(fn.__module__, None)  # its own module counts function by function
+    return _digest({"functions": parts, "modules": modules})
+
+
+def command_hash(argv: tuple[str, ...], base: Path) -> str:
+    """The code hash of a command: the template plus the files its arguments name."""
+    files: dict[str, str] = {}
+    for arg in argv:
+        if "{" in arg or len(arg) > 4096:
+            continue
+        path = (base / arg).resolve()
+        try:
+            if path.is_file():
+                files[arg] = blake3.blake3(path.read_bytes()).hexdigest()
+        except OSError:  # a name too long, a permission error: not a file we can hash
+            continue
+    return _digest({"argv": list(argv), "files": files})
+
+
+def builtin_hash(op: str) -> str:
+    """The code hash of a built-in preparation step: the source of the prep package it runs."""
+    package = Path(__file__).resolve().parent.parent / "prep"
+    sources = {p.name: blake3.blake3(p.read_bytes()).hexdigest() for p in sorted(package.glob("*.py"))}
+    return _digest({"builtin": op, "prep": sources})
+
+
+def _digest(value: Any) -> str:
+    return blake3.blake3(json.dumps(value, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,91 @@
+"""Datums: the parts of an input a step processes independently, and what changed between runs.
+
+A step may split one input into datums - each file, each file matching a glob, or each folder
+`depth` levels down (a partitioned table's `date=.../`). A datum's key is the hash of its files'
+paths and content keys, read from the input commit's manifest: no data is re-read to decide
+what changed. A datum's output lives under the folder named after it in the output commit
+(`<datum>/...`), so on a new input commit the step processes only new and changed datums,
+keeps the output entries of unchanged ones (manifest entries: the content store holds each
+byte once) and drops those of removed ones.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import blake3
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from threadline.data.manifest import FileEntry
+    from threadline.pipelines.spec import DatumSpec
+
+
+@dataclass(frozen=True)
+class Datum:
+    """One datum: its name (the folder of its output), its files (in-repo paths), its key."""
+
+    name: str
+    files: tuple[str, ...]
+    key: str
+
+
+def split(entries: Iterable[FileEntry], base: str, spec: DatumSpec) -> dict[str, Datum]:
+    """The datums of the files under in-repo folder `base` (paths relative to it name them)."""
+    groups: dict[str, list[FileEntry]] = {}
+    strip = len(base) + 1 if base else 0
+    for entry in entries:
+        rel = entry.path[strip:]
+        if spec.kind == "file":
+            name = rel
+        elif spec.kind == "glob":
+            if not fnmatch.fnmatchcase(rel, spec.pattern):
+                continue
+            name = rel
+        else:
+            parts = rel.split("/")
+            if len(parts) <= spec.depth:  # a file above the partition level is no datum
+                continue
+            name = "/".join(parts[: spec.depth])
+        groups.setdefault(name, []).append(entry)
+    out: dict[str, Datum] = {}
+    for name, group in groups.items():
+        digest = blake3.blake3()
+        for entry in sorted(group, key=lambda e: e.path):
+            digest.update(f"{entry.path[strip:]}\0{entry.key}\0{int(entry.executable)}\n".encode())
+        out[name] = Datum(name, tuple(sorted(e.path for e in group)), digest.hexdigest())
+    return out
+
+
+def content_key(datums: dict[str, Datum]) -> str:
+    """One hash over every datum's name and key: the datum input's part of the cache key."""
+    digest = blake3.blake3()
+    for name in sorted(datums):
+        digest.update(f"{name}\0{datums[name].key}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class DatumPlan:
+    """What a run of a datum step does: process some datums, reuse others, drop the removed."""
+
+    process: list[Datum]
+    reuse: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    #: the earlier output commit the reused datums' outputs come from
+    previous: str | None = None
+
+
+def plan(
+    current: dict[str, Datum], previous: dict[str, str] | None, previous_commit: str | None
+) -> DatumPlan:
+    """Compare this input's datums with those an earlier output was made from (name -> key)."""
+    if previous is None or previous_commit is None:
+        return DatumPlan(sorted(current.values(), key=lambda d: d.name))
+    process = [d for name, d in sorted(current.items()) if previous.get(name) != d.key]
+    reuse = sorted(name for name, d in current.items() if previous.get(name) == d.key)
+    removed = sorted(set(previous) - set(current))
+    return DatumPlan(process, reuse, removed, previous_commit)

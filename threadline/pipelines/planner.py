@@ -1,0 +1,190 @@
+"""Planning one step: resolve its inputs, compute its cache key, decide reuse or run, build the job.
+
+The driver calls `plan_step` when every upstream step of a step has an output commit. Data refs
+are resolved once per run (`resolve_refs`), so every step of a run sees the same commits even
+if a branch moves meanwhile. The result either names the cached output commit or carries the
+job for `worker.execute_step` - plain values only, since it crosses a process boundary.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import blake3
+
+from threadline.errors import NotFound
+from threadline.pipelines import codehash, datums, envhash
+from threadline.pipelines.cache import KeyParts, explain
+from threadline.pipelines.python_api import load_function
+
+if TYPE_CHECKING:
+    from threadline.config import Settings
+    from threadline.data.model import CommitInfo
+    from threadline.data.repos import DataRepos
+    from threadline.pipelines.runs import RunStore
+    from threadline.pipelines.spec import PipelineSpec, StepSpec
+
+
+@dataclass
+class StepPlan:
+    """What to do with one step: reuse `cached` or run `job`; `reasons` say why it runs."""
+
+    step: str
+    repo: str
+    parts: KeyParts
+    key: str
+    cached: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    job: dict[str, Any] | None = None
+    datums_total: int = 0
+
+
+def resolve_refs(repos: DataRepos, pipeline: PipelineSpec) -> dict[str, tuple[CommitInfo, str]]:
+    """Every data ref the pipeline reads -> (commit, in-repo path), resolved once."""
+    out: dict[str, tuple[CommitInfo, str]] = {}
+    for step in pipeline.steps:
+        for item in step.inputs:
+            if item.ref is not None and item.ref not in out:
+                target = repos.resolve(item.ref)
+                out[item.ref] = (target.require_commit(), target.path)
+    return out
+
+
+def _content_hash(repos: DataRepos, commit: CommitInfo, path: str) -> str:
+    if not path:
+        return commit.manifest  # the tree's own content hash
+    digest = blake3.blake3()
+    for entry in repos.manifest(commit).under(path):
+        digest.update(f"{entry.path}\0{entry.key}\0{int(entry.executable)}\n".encode())
+    return digest.hexdigest()
+
+
+class Planner:
+    """Plans steps for one run.
+
+    Args:
+        repos: the data layer (driver side).
+        settings: the home (its paths and engine URLs go into each job).
+        store: the status store (cache look-ups).
+        pipeline: the pipeline, parameter overrides applied.
+        run_id: the run's id (recorded in output commits).
+    """
+
+    def __init__(self, repos: DataRepos, settings: Settings, store: RunStore,
+                 pipeline: PipelineSpec, run_id: str) -> None:
+        self.repos = repos
+        self.settings = settings
+        self.store = store
+        self.pipeline = pipeline
+        self.run_id = run_id
+        self.refs = resolve_refs(repos, pipeline)
+        self.base = Path(pipeline.source.get("base") or Path.cwd())
+        self._code: dict[str, str] = {}
+
+    def code_hash(self, step: StepSpec) -> str:
+        """The step's code hash (computed once per run)."""
+        if step.name not in self._code:
+            if step.kind == "python":
+                value = codehash.function_hash(load_function(step.target)[0])
+            elif step.kind == "command":
+                value = codehash.command_hash(step.argv, self.base)
+            else:
+                sources = sorted(f for s in step.params.get("sources", [])
+                                 for f in glob.glob(str(self.base / s), recursive=True))
+                value = codehash.builtin_hash(step.target) + codehash.command_hash(tuple(sources), self.base)
+            self._code[step.name] = value
+        return self._code[step.name]
+
+    def plan_step(self, step: StepSpec, outputs: dict[str, tuple[str, str]]) -> StepPlan:
+        """Plan `step`, given the output (repo, commit id) of each upstream step."""
+        repo = self.pipeline.output_repo(step)
+        inputs: list[dict[str, Any]] = []
+        content: dict[str, str] = {}
+        commits: dict[str, str] = {}
+        current: dict[str, datums.Datum] | None = None
+        for item in step.inputs:
+            if item.ref is not None:
+                commit, path = self.refs[item.ref]
+                in_repo = commit.repo
+            else:
+                in_repo, commit_id = outputs[str(item.step)]
+                commit = self.repos.resolve(f"{in_repo}@{commit_id}").require_commit()
+                path = item.path
+            inputs.append({"name": item.name, "repo": in_repo, "commit": commit.id, "path": path})
+            commits[item.name] = commit.id
+            if item.datums is not None:
+                current = datums.split(self.repos.manifest(commit).under(path), path, item.datums)
+                content[item.name] = datums.content_key(current)
+            else:
+                content[item.name] = _content_hash(self.repos, commit, path)
+        datum_input = step.datum_input
+        extra = {"kind": step.kind, "target": step.target, "output": repo,
+                 "datums": str(datum_input.datums) if datum_input else ""}
+        parts = KeyParts(content, commits, self.code_hash(step), dict(step.params),
+                         envhash.fingerprint(), datum_input.name if datum_input else None, extra)
+        key = parts.key()
+        plan = StepPlan(step.name, repo, parts, key, datums_total=len(current or {}))
+        hit = self.store.cached(self.pipeline.name, step.name, key)
+        if hit is not None and self._exists(hit.output_repo, hit.output_commit):
+            plan.cached = hit.output_commit
+            return plan
+        last = self.store.last_parts(self.pipeline.name, step.name)
+        plan.reasons = explain(last[0] if last else None, parts) or ["cached output is missing"]
+        datum_plan: dict[str, Any] = {"datum_input": None, "process": [], "reuse": [], "removed": [],
+                                      "changed": [], "previous": None}
+        metadata: dict[str, Any] = {
+            "pipeline": self.pipeline.name, "step": step.name, "run": self.run_id,
+            "code_hash": parts.code, "params": parts.params, "env": parts.env,
+            "inputs": commits, "cache_key": key,
+        }
+        if datum_input is not None and current is not None:
+            dp = self._datum_plan(step, parts.base_key(), current)
+            previous_keys = self._datum_keys(repo, dp.previous) if dp.previous else {}
+            datum_plan = {
+                "datum_input": datum_input.name, "process": [[d.name, list(d.files)] for d in dp.process],
+                "reuse": dp.reuse, "removed": dp.removed, "previous": dp.previous,
+                "changed": [d.name for d in dp.process if d.name in previous_keys],
+            }
+            metadata["datums"] = {name: d.key for name, d in current.items()}
+        plan.job = {
+            "home": str(self.settings.home), "database_url": self.settings.database_url,
+            "store_url": self.settings.store_url, "pipeline": self.pipeline.name,
+            "run_id": self.run_id, "output": repo, "inputs": inputs, "params": dict(step.params),
+            "plan": datum_plan, "metadata": metadata,
+            "step": {"name": step.name, "kind": step.kind, "target": step.target,
+                     "argv": list(step.argv), "base": str(self.base), "path": self._import_root(step)},
+        }
+        return plan
+
+    @staticmethod
+    def _import_root(step: StepSpec) -> str | None:
+        """The folder a worker must have on sys.path to import a Python step (a Ray worker
+        does not inherit the driver's path)."""
+        if step.kind != "python":
+            return None
+        root = codehash.project_root(step.target.partition(":")[0])
+        return str(root) if root is not None else None
+
+    def _exists(self, repo: str, commit_id: str) -> bool:
+        try:
+            self.repos.resolve(f"{repo}@{commit_id}").require_commit()
+        except NotFound:
+            return False
+        return True
+
+    def _datum_plan(
+        self, step: StepSpec, base_key: str, current: dict[str, datums.Datum]
+    ) -> datums.DatumPlan:
+        entry = self.store.latest_with_base(self.pipeline.name, step.name, base_key)
+        if entry is None or not self._exists(entry.output_repo, entry.output_commit):
+            return datums.plan(current, None, None)
+        return datums.plan(current, self._datum_keys(entry.output_repo, entry.output_commit),
+                           entry.output_commit)
+
+    def _datum_keys(self, repo: str, commit_id: str) -> dict[str, str]:
+        commit = self.repos.resolve(f"{repo}@{commit_id}").require_commit()
+        keys = commit.metadata.get("datums")
+        return dict(keys) if isinstance(keys, dict) else {}

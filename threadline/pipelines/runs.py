@@ -1,0 +1,235 @@
+"""The status store: pipeline runs, their steps, and the step cache (tables of migration 0004).
+
+The driver (engine.py) writes here; workers never do. A step is marked `succeeded` - and its
+cache entry written - only after its worker returned the id of a commit that exists, so a run
+killed at any point leaves no step marked complete without its output, and the next run finds
+in the cache exactly the steps that finished. A run whose driver died stays `running` in the
+table and is shown as `interrupted` (its pid is gone on this host).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from threadline.errors import InvalidArgument, NotFound
+from threadline.meta.models import PipelineCacheRow, PipelineRunRow, PipelineStepRunRow
+from threadline.pipelines.cache import KeyParts
+
+if TYPE_CHECKING:
+    from threadline.meta.db import Database
+
+_STEP_FIELDS = ("status", "reason", "cache_key", "key_parts", "output_repo", "output_commit",
+                "datums_processed", "datums_skipped", "datums_removed", "attempts", "duration_s",
+                "log_tail", "error", "started_at", "ended_at")
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class StepRunInfo:
+    """One step of a run, as stored."""
+
+    step: str
+    status: str
+    reason: str
+    output_repo: str
+    output_commit: str | None
+    datums_processed: int
+    datums_skipped: int
+    datums_removed: int
+    attempts: int
+    duration_s: float
+    log_tail: str
+    error: str
+    key_parts: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A pipeline run and (when loaded with them) its steps."""
+
+    id: str
+    pipeline: str
+    status: str
+    trigger: str
+    executor: str
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    error: str
+    started_at: datetime
+    ended_at: datetime | None
+    steps: list[StepRunInfo] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Wall time of the run, once ended."""
+        return (self.ended_at - self.started_at).total_seconds() if self.ended_at else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out = {k: v for k, v in self.__dict__.items() if k != "steps"}
+        out["started_at"] = self.started_at.isoformat()
+        out["ended_at"] = self.ended_at.isoformat() if self.ended_at else None
+        out["duration_s"] = self.duration_s
+        out["steps"] = [s.to_dict() for s in self.steps]
+        return out
+
+
+def _run_info(row: PipelineRunRow, steps: list[PipelineStepRunRow] | None = None) -> RunInfo:
+    status = row.status
+    if status == "running" and row.host == socket.gethostname() and not _alive(row.pid):
+        status = "interrupted"
+    started = _aware(row.started_at)
+    assert started is not None
+    return RunInfo(
+        row.id, row.pipeline, status, row.trigger, row.executor, dict(row.params), dict(row.inputs),
+        row.error, started, _aware(row.ended_at),
+        [StepRunInfo(s.step, s.status, s.reason, s.output_repo, s.output_commit, s.datums_processed,
+                     s.datums_skipped, s.datums_removed, s.attempts, s.duration_s, s.log_tail,
+                     s.error, dict(s.key_parts)) for s in steps or []],
+    )
+
+
+class RunStore:
+    """Reads and writes runs, step runs and cache entries.
+
+    Args:
+        db: the metadata database.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ------------------------------------------------------------------ runs
+    def start(self, pipeline: str, *, trigger: str, executor: str, params: dict[str, Any],
+              inputs: dict[str, Any], steps: list[str]) -> str:
+        """Record a new run with every step pending; returns its id."""
+        run_id = uuid.uuid4().hex
+        with self.db.session() as session, session.begin():
+            session.add(PipelineRunRow(
+                id=run_id, pipeline=pipeline, status="running", trigger=trigger, executor=executor,
+                params=params, inputs=inputs, pid=os.getpid(), host=socket.gethostname(), error="",
+                started_at=datetime.now(UTC)))
+            session.flush()
+            for step in steps:
+                session.add(PipelineStepRunRow(
+                    run_id=run_id, step=step, status="pending", reason="", cache_key="", key_parts={},
+                    output_repo="", datums_processed=0, datums_skipped=0, datums_removed=0,
+                    attempts=0, duration_s=0.0, log_tail="", error=""))
+        return run_id
+
+    def update_step(self, run_id: str, step: str, **values: Any) -> None:
+        """Set fields of a step run (see `_STEP_FIELDS`)."""
+        unknown = set(values) - set(_STEP_FIELDS)
+        if unknown:
+            raise InvalidArgument(f"unknown step-run fields {sorted(unknown)}")
+        with self.db.session() as session, session.begin():
+            row = session.get(PipelineStepRunRow, (run_id, step))
+            if row is None:
+                raise NotFound(f"run {run_id[:12]} has no step {step!r}")
+            for key, value in values.items():
+                setattr(row, key, value)
+
+    def finish(self, run_id: str, status: str, error: str = "") -> None:
+        """Mark a run ended."""
+        with self.db.session() as session, session.begin():
+            row = session.get(PipelineRunRow, run_id)
+            if row is None:
+                raise NotFound(f"no pipeline run {run_id}")
+            row.status = status
+            row.error = error
+            row.ended_at = datetime.now(UTC)
+
+    def list(self, pipeline: str | None = None, limit: int = 50) -> list[RunInfo]:
+        """Runs, newest first."""
+        query = select(PipelineRunRow).order_by(PipelineRunRow.started_at.desc()).limit(limit)
+        if pipeline:
+            query = query.where(PipelineRunRow.pipeline == pipeline)
+        with self.db.session() as session:
+            return [_run_info(r) for r in session.scalars(query)]
+
+    def get(self, run_id: str) -> RunInfo:
+        """One run with its steps, by id or unique id prefix (4+ hex digits)."""
+        if len(run_id) < 4:
+            raise InvalidArgument(f"run id {run_id!r} is too short; give at least 4 digits")
+        with self.db.session() as session:
+            rows = session.scalars(select(PipelineRunRow).where(
+                PipelineRunRow.id.startswith(run_id.lower())).limit(2)).all()
+            if not rows:
+                raise NotFound(f"no pipeline run {run_id}; `threadline pipeline runs` lists them")
+            if len(rows) > 1:
+                raise InvalidArgument(f"run id prefix {run_id!r} is ambiguous; give more digits")
+            steps = session.scalars(select(PipelineStepRunRow).where(
+                PipelineStepRunRow.run_id == rows[0].id)).all()
+            # in the order they started (the DAG's order); steps that never started last
+            ordered = sorted(steps, key=lambda s: (s.started_at is None, _aware(s.started_at) or 0, s.step))
+            return _run_info(rows[0], ordered)
+
+    def last_inputs(self, pipeline: str) -> dict[str, Any] | None:
+        """The input heads of the newest finished-or-running run of `pipeline` (for `watch`)."""
+        with self.db.session() as session:
+            row = session.scalars(select(PipelineRunRow).where(PipelineRunRow.pipeline == pipeline)
+                                  .order_by(PipelineRunRow.started_at.desc()).limit(1)).first()
+            return dict(row.inputs) if row is not None else None
+
+    def last_parts(self, pipeline: str, step: str) -> tuple[KeyParts, str | None] | None:
+        """Key parts and output of the newest successful (run or cached) execution of a step."""
+        with self.db.session() as session:
+            row = session.execute(
+                select(PipelineStepRunRow.key_parts, PipelineStepRunRow.output_commit)
+                .join(PipelineRunRow, PipelineRunRow.id == PipelineStepRunRow.run_id)
+                .where(PipelineRunRow.pipeline == pipeline, PipelineStepRunRow.step == step,
+                       PipelineStepRunRow.status.in_(("succeeded", "cached")))
+                .order_by(PipelineStepRunRow.ended_at.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return KeyParts.from_dict(row[0]), row[1]
+
+    # ----------------------------------------------------------------- cache
+    def cached(self, pipeline: str, step: str, key: str) -> PipelineCacheRow | None:
+        """The cache entry for exactly this key."""
+        with self.db.session() as session:
+            return session.get(PipelineCacheRow, (pipeline, step, key))
+
+    def latest_with_base(self, pipeline: str, step: str, base_key: str) -> PipelineCacheRow | None:
+        """The newest entry sharing a base key (whose unchanged datums can be reused)."""
+        with self.db.session() as session:
+            return session.scalars(select(PipelineCacheRow).where(
+                PipelineCacheRow.pipeline == pipeline, PipelineCacheRow.step == step,
+                PipelineCacheRow.base_key == base_key)
+                .order_by(PipelineCacheRow.created_at.desc()).limit(1)).first()
+
+    def remember(self, pipeline: str, step: str, key: str, base_key: str, repo: str, commit: str) -> None:
+        """Record key -> output commit (after the commit exists)."""
+        with self.db.session() as session, session.begin():
+            row = session.get(PipelineCacheRow, (pipeline, step, key))
+            if row is None:
+                session.add(PipelineCacheRow(pipeline=pipeline, step=step, key=key, base_key=base_key,
+                                             output_repo=repo, output_commit=commit,
+                                             created_at=datetime.now(UTC)))
+            else:
+                row.output_commit, row.output_repo = commit, repo
+                row.created_at = datetime.now(UTC)

@@ -1,0 +1,242 @@
+"""What runs inside a worker process: one step attempt, from checkout to commit.
+
+`execute_step(job)` is the module-level function the engine ships to `threadline.compute`. The
+job carries everything by value (home, engine URLs, the step's definition, input commit ids,
+parameters, the datum plan), because the worker is another process, maybe another machine. It
+opens its own data layer, checks the inputs out into a scratch folder, runs the step, and
+commits the output folder itself - objects first, then one transaction (`DataRepos.commit`) -
+returning the commit id. Any error before that commit publishes nothing; the scratch folder is
+always removed.
+
+Datum steps run the step once per datum to process, with the datum input's folder holding
+only that datum's files and the output folder being `<output>/<datum>/`. When the run only adds
+datums on top of the branch's head, the new outputs are committed with `update=True` (the
+head's files are kept as manifest entries: nothing is copied); otherwise the unchanged datums'
+outputs go into the new tree as manifest entries of the earlier output commit (again without
+reading or copying their data) and the whole tree is committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from threadline.config import ENV_DATABASE_URL, ENV_STORE_URL, settings_for
+from threadline.data.checkout import checkout
+from threadline.data.connect import connect
+from threadline.data.manifest import FileEntry
+from threadline.data.paths import make_folder_inside
+from threadline.data.repos import commit_node
+from threadline.data.statcache import StatCache
+from threadline.data.worktree import build_manifest, scan
+from threadline.errors import InvalidArgument, ThreadlineError
+from threadline.lineage.graph import LineageGraph, Node
+from threadline.pipelines.python_api import load_function
+from threadline.pipelines.yaml_spec import render
+from threadline.storage.files import restore_files
+
+if TYPE_CHECKING:
+    from threadline.data.repos import DataRepos
+
+LOG_TAIL = 4000
+RUN_KIND = "pipeline_run"
+
+
+class StepError(ThreadlineError):
+    """A step's own code or command failed; nothing was published."""
+
+
+def execute_step(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one step attempt described by `job` (see `engine._job`); returns what it committed."""
+    started = time.perf_counter()
+    settings = settings_for(Path(job["home"]), env={ENV_DATABASE_URL: job["database_url"],
+                                                   ENV_STORE_URL: job["store_url"]})
+    repos = connect(settings)
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"tl-step-{job['step']['name']}-", dir=settings.tmp_dir))
+    log = io.StringIO()
+    try:
+        if job["step"]["kind"] == "builtin":
+            commit_id, counts = _run_builtin(repos, job), (1, 0, 0)
+        else:
+            commit_id, counts = _run_and_commit(repos, job, scratch, log)
+        return {"commit": commit_id, "processed": counts[0], "skipped": counts[1],
+                "removed": counts[2], "log": log.getvalue()[-LOG_TAIL:],
+                "duration_s": time.perf_counter() - started}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        repos.content.close()
+        repos.db.close()
+
+
+def process_datums(job: dict[str, Any]) -> dict[str, Any]:
+    """Run a step on one chunk of its datums and store the outputs, without committing.
+
+    For datum fan-out: the engine sends chunks to several workers, then one `execute_step`
+    whose plan carries every chunk's `produced` entries commits them together. The outputs go
+    into the content store (shared by every worker, whatever the topology) and come back as
+    manifest entries; until that commit they are unreferenced objects, which gc keeps for its
+    grace period.
+    """
+    settings = settings_for(Path(job["home"]), env={ENV_DATABASE_URL: job["database_url"],
+                                                   ENV_STORE_URL: job["store_url"]})
+    repos = connect(settings)
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"tl-datums-{job['step']['name']}-", dir=settings.tmp_dir))
+    log = io.StringIO()
+    try:
+        out = scratch / "out"
+        out.mkdir()
+        _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
+        files = scan([out])
+        with repos.lock.shared():
+            cache = StatCache(repos.stat_cache_path)
+            try:
+                with repos.content.writer() as writer:
+                    manifest = build_manifest(files, writer, cache)
+            finally:
+                cache.close()
+        entries = [[e.path, e.key, e.size, e.chunks, e.executable, e.rows] for e in manifest]
+        return {"entries": entries, "log": log.getvalue()[-LOG_TAIL:]}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        repos.content.close()
+        repos.db.close()
+
+
+def _checkout_inputs(repos: DataRepos, job: dict[str, Any], scratch: Path) -> dict[str, Path]:
+    """Check out every input but the datum-split one; name -> folder."""
+    folders: dict[str, Path] = {}
+    for item in job["inputs"]:
+        if item["name"] == job["plan"].get("datum_input"):
+            continue
+        dest = scratch / "in" / item["name"]
+        ref = f"{item['repo']}@{item['commit']}" + (f":{item['path']}" if item["path"] else "")
+        checkout(repos, ref, dest)
+        dest.mkdir(parents=True, exist_ok=True)  # an empty commit is an empty folder
+        folders[item["name"]] = dest
+    return folders
+
+
+def _run_datums(repos: DataRepos, job: dict[str, Any], folders: dict[str, Path], scratch: Path,
+                out: Path, log: io.StringIO) -> None:
+    plan, datum_input = job["plan"], job["plan"]["datum_input"]
+    item = next(i for i in job["inputs"] if i["name"] == datum_input)
+    datum_dirs = _restore_datums(repos, item, plan["process"], scratch / "datums")
+    for (name, _files), folder in zip(plan["process"], datum_dirs):
+        target = make_folder_inside(out, name)
+        _invoke(job["step"], {**folders, datum_input: folder}, target, job["params"], log)
+
+
+def _run_and_commit(repos: DataRepos, job: dict[str, Any], scratch: Path,
+                    log: io.StringIO) -> tuple[str, tuple[int, int, int]]:
+    plan = job["plan"]
+    out = scratch / "out"
+    out.mkdir()
+    produced: list[FileEntry] = []
+    if plan.get("produced") is not None:  # a fanned-out datum step: the chunks ran already
+        produced = [FileEntry(p, k, s, c, bool(x), r) for p, k, s, c, x, r in plan["produced"]]
+        processed = plan["processed_count"]
+    elif plan.get("datum_input") is None:
+        _invoke(job["step"], _checkout_inputs(repos, job, scratch), out, job["params"], log)
+        processed = 1
+    else:
+        _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
+        processed = len(plan["process"])
+    return _commit(repos, job, out, produced), (processed, len(plan.get("reuse", [])),
+                                                len(plan.get("removed", [])))
+
+
+def _restore_datums(repos: DataRepos, item: dict[str, Any], process: list[Any], root: Path) -> list[Path]:
+    """Check out each datum's files into its own folder (one batch for all of them)."""
+    commit = repos.resolve(f"{item['repo']}@{item['commit']}").require_commit()
+    manifest = repos.manifest(commit)
+    strip = len(item["path"]) + 1 if item["path"] else 0
+    folders, restore = [], []
+    for i, (_name, files) in enumerate(process):
+        folder = root / str(i)
+        folder.mkdir(parents=True)
+        for path in files:
+            entry = manifest.get(path)
+            if entry is None:
+                raise InvalidArgument(f"datum file {path} is missing from commit {commit.short_id}")
+            rel = path[strip:]
+            make_folder_inside(folder, rel.rpartition("/")[0])
+            restore.append((entry.stored, folder / rel, 0o755 if entry.executable else 0o644))
+        folders.append(folder)
+    restore_files(repos.content, restore)
+    return folders
+
+
+def _invoke(step: dict[str, Any], inputs: dict[str, Path], out: Path, params: dict[str, Any],
+            log: io.StringIO) -> None:
+    """Run the step's function or command once."""
+    if step["kind"] == "python":
+        if step.get("path") and step["path"] not in sys.path:
+            sys.path.insert(0, step["path"])
+        fn, out_arg = load_function(step["target"])
+        kwargs = {**params, **inputs, out_arg: out}
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            fn(**kwargs)
+        return
+    argv = render(tuple(step["argv"]), {k: str(v) for k, v in inputs.items()}, str(out), params)
+    if argv and argv[0] == "python":  # the interpreter running threadline, not whatever is on PATH
+        argv[0] = sys.executable
+    try:
+        done = subprocess.run(argv, cwd=step["base"], capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise StepError(f"step {step['name']!r}: cannot run {argv[0]!r}: {exc}") from exc
+    log.write(done.stdout + done.stderr)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip()[-500:]
+        raise StepError(f"step {step['name']!r}: command exited {done.returncode}: {tail}")
+
+
+def _commit(repos: DataRepos, job: dict[str, Any], out: Path, produced: list[FileEntry]) -> str:
+    """Commit the output folder; reused datums' outputs (and fanned-out chunks' outputs) go in as
+    manifest entries of the commits that hold them, without reading or copying their data."""
+    step, plan, output = job["step"], job["plan"], job["output"]
+    into = f"{output}@main"
+    previous = plan.get("previous")
+    update = False
+    entries = list(produced)
+    if previous is not None:
+        head = repos.resolve(into).commit
+        adds_only = not plan["removed"] and not plan["changed"]
+        if adds_only and head is not None and head.id == previous:
+            update = True  # the head's files are the reused datums' outputs: keep them as entries
+        elif plan["reuse"]:
+            manifest = repos.manifest(repos.resolve(f"{output}@{previous}").require_commit())
+            entries += [entry for name in plan["reuse"] for entry in manifest.under(name)]
+    derived = [(commit_node(i["commit"]), f"pipeline.{step['name']}") for i in job["inputs"]]
+    result = repos.commit(
+        into, [out], f"pipeline {job['pipeline']} step {step['name']} (run {job['run_id'][:8]})",
+        metadata=job["metadata"], update=update, produced_by=Node(RUN_KIND, job["run_id"]),
+        derived_from=derived, allow_empty=True, entries=entries,
+    )
+    return result.commit.id
+
+
+def _run_builtin(repos: DataRepos, job: dict[str, Any]) -> str:
+    """A built-in preparation step: the prep function commits (with its own report)."""
+    from threadline.pipelines import builtins  # the prep stack is heavy: only when used
+
+    step = job["step"]
+    table = next((i for i in job["inputs"] if i["name"] == "table"), None)
+    ref = None
+    if table is not None:
+        ref = f"{table['repo']}@{table['commit']}" + (f":{table['path']}" if table["path"] else "")
+    into = f"{job['output']}@main"
+    commit_id = builtins.run(repos, step["target"], ref, into, job["params"], Path(step["base"]))
+    graph = LineageGraph(repos.db)
+    for item in job["inputs"]:
+        graph.record(commit_node(item["commit"]), f"pipeline.{step['name']}", commit_node(commit_id))
+    graph.record(Node(RUN_KIND, job["run_id"]), "produced", commit_node(commit_id))
+    return commit_id
