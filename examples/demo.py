@@ -7,8 +7,9 @@ ingests a dirty export with duplicate rows, cleanses, de-duplicates, profiles an
 into train / validation / test, with lineage from the raw data to the splits.
 Then it trains a churn model as a tracked run, registers and evaluates it, promotes it through
 gates that compare versions on the same rows, retrains on new data, sees a broken model refused,
-and rolls the model and its training data back together.
-Later capabilities (pipelines, parallel training, serving, monitoring) extend this script.
+and rolls the model and its training data back together. Finally the preparation becomes a
+pipeline over daily exports: a new export commit triggers a run that cleans only that day.
+Later capabilities (parallel training, serving, monitoring) extend this script.
 """
 
 from __future__ import annotations
@@ -152,7 +153,50 @@ steps:
         console.print(escape(f"  {e.source.kind}:{e.source.id[:12]} -[{e.relation}]-> "
                              f"{e.target.id[:12]}"))
     model_lifecycle(workdir, result.commit.id)
+    preparation_pipeline(workdir)
     console.print("[bold green]demo complete[/bold green]")
+
+
+def preparation_pipeline(workdir: Path) -> None:
+    """The preparation as a pipeline: a new export triggers a run that cleans only that day."""
+    from churn_pipeline import prep  # a module of its own: worker processes import the steps
+
+    from threadline.config import load_settings
+    from threadline.pipelines.engine import run_pipeline
+    from threadline.pipelines.triggers import watch
+
+    def report(result: Any) -> None:
+        for name, outcome in result.steps.items():
+            datums = (f", datums: {outcome.processed} processed, {outcome.skipped} reused"
+                      if outcome.processed + outcome.skipped > 1 else "")
+            console.print(f"  {name:9} {outcome.status:9}{datums}  "
+                          f"-> {outcome.repo}@{(outcome.commit or '')[:12]}")
+
+    step("12. the preparation as a pipeline: daily exports are datums")
+    exports = tl.data.repo("churn-exports", create=True)
+    days = workdir / "exports"
+    for day in range(1, 6):
+        write_customers(days / f"d{day}", 2_000, seed=100 + day)
+        (days / f"d{day}" / "customers.csv").rename(days / f"2026-11-{day:02d}.csv")
+    exports.commit(*sorted(days.glob("*.csv")), message="five daily exports")
+    settings, repos = load_settings(), exports.repos
+    first = run_pipeline(prep.spec(), settings, repos, workers=2)
+    console.print(f"run {first.run_id[:8]}: {first.status} in {first.duration_s:.1f} s")
+    report(first)
+
+    step("13. a new export lands: the watcher runs the pipeline on just that day")
+    write_customers(days / "d6", 2_000, seed=106)
+    (days / "d6" / "customers.csv").rename(days / "2026-11-06.csv")
+    exports.commit(days / "2026-11-06.csv", message="export of 2026-11-06", update=True)
+
+    def on_run(_pipeline: Any, trigger: str, result: Any) -> None:
+        console.print(f"{trigger}: run {result.run_id[:8]} {result.status} in {result.duration_s:.1f} s")
+        report(result)
+
+    watch([prep.spec()], settings, repos, once=True, workers=2, on_run=on_run)
+    again = run_pipeline(prep.spec(), settings, repos, workers=2)
+    console.print(f"and once more by hand: every step {sorted({o.status for o in again.steps.values()})}"
+                  f" in {again.duration_s:.2f} s")
 
 
 FEATURES = ["tenure_months", "monthly_spend", "long_tenure"]
