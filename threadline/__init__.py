@@ -29,8 +29,9 @@ __all__ = [
     "registry",
     "start_run",
     "tracking",
+    "train",
 ]
-_MODULES = ("data", "evaluate", "lineage", "prep", "registry", "tracking")
+_MODULES = ("data", "evaluate", "lineage", "prep", "registry", "tracking", "train")
 
 
 def init(folder: str | None = None) -> str:

@@ -17,6 +17,7 @@ from threadline.cli import pipeline as pipeline_cli
 from threadline.cli import prep as prep_cli
 from threadline.cli import runs as runs_cli
 from threadline.cli import server as server_cli
+from threadline.cli import train as train_cli
 from threadline.cli.output import emit_json, err_console, repos
 from threadline.errors import ThreadlineError
 
@@ -32,6 +33,7 @@ app.add_typer(prep_cli.app, name="prep")
 app.add_typer(runs_cli.app, name="runs")
 app.add_typer(models_cli.app, name="models")
 app.add_typer(pipeline_cli.app, name="pipeline")
+app.add_typer(train_cli.app, name="train")
 app.command("evaluate")(evaluate_cli.evaluate)
 app.command("server")(server_cli.server)
 

@@ -99,3 +99,16 @@ def environment() -> dict[str, Any]:
     """The interpreter and packages: Python version, platform, a hash of `name==version` of
     every installed distribution (sorted), and the threadline version."""
     return dict(_environment())
+
+
+def dist_version(dist: str) -> str:
+    """The installed version of a distribution, read without importing it ("" if absent)."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def major_minor(version: str) -> str:
+    """`1.9.1` -> `1.9` (format ids name the series that wrote a file)."""
+    return ".".join(version.split(".")[:2])

@@ -165,6 +165,6 @@ def test_repo_handle_and_html_reprs(sales: tl.data.Repo, make_tree: MakeTree) ->
 
 def test_import_threadline_exposes_a_small_lazy_sdk() -> None:
     assert set(tl.__all__) == {"__version__", "autolog", "data", "evaluate", "init", "lineage",
-                               "load_model", "prep", "registry", "start_run", "tracking"}
+                               "load_model", "prep", "registry", "start_run", "tracking", "train"}
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         _ = tl.nope  # type: ignore[attr-defined]

@@ -20,7 +20,6 @@ import platform
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import blake3
@@ -49,19 +48,6 @@ def require(module: str, extra: str) -> Any:
         raise InvalidArgument(
             f"this model flavor needs {module!r}: pip install 'threadline[{extra}]'"
         ) from exc
-
-
-def dist_version(dist: str) -> str:
-    """The installed version of a distribution, read without importing it ("" if absent)."""
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return ""
-
-
-def major_minor(version: str) -> str:
-    """`1.9.1` -> `1.9` (format ids name the series that wrote a file)."""
-    return ".".join(version.split(".")[:2])
 
 
 def file_hash(path: Path) -> str:

@@ -14,11 +14,10 @@ from threadline.registry.flavors.base import (
     LoadPolicy,
     ModelMeta,
     SavedFiles,
-    dist_version,
-    major_minor,
     python_version,
     require,
 )
+from threadline.tracking.source import dist_version, major_minor
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -13,12 +13,11 @@ from threadline.registry.flavors.base import (
     LoadPolicy,
     ModelMeta,
     SavedFiles,
-    dist_version,
-    major_minor,
     python_version,
     require,
 )
 from threadline.registry.flavors.sklearn import is_sklearn
+from threadline.tracking.source import dist_version, major_minor
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -1,0 +1,56 @@
+"""The same training on the local executor and on a real Ray cluster gives the same model.
+
+The cluster is the one `test_compute_ray` starts (a 2-CPU head node on loopback with a private
+auth token in RAY_AUTH_MODE/RAY_AUTH_TOKEN, so Ray never writes ~/.ray/auth_token); its fixture
+skips without Ray, and fails instead where the CI variable is set.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from integration.test_compute_ray import ray_address
+from threadline.compute import LocalExecutor, RayExecutor
+from threadline.train import fit
+
+if TYPE_CHECKING:
+    from threadline.data.repos import DataRepos
+
+__all__ = ["ray_address"]  # the module-scoped cluster fixture, shared with test_compute_ray
+
+
+def _data(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(3, 5))
+    y = rng.integers(3, size=rows)
+    return centres[y] + rng.normal(size=(rows, 5)), y
+
+
+def test_local_and_ray_train_identical_models(home: DataRepos, ray_address: str) -> None:
+    pytest.importorskip("sklearn")
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import SGDClassifier
+
+    X, y = _data(2000, seed=1)
+    jobs = [(RandomForestClassifier(n_estimators=8), {}),
+            (SGDClassifier(tol=None), {"strategy": "sync", "epochs": 3})]
+    with LocalExecutor(workers=2) as local:
+        expected = [fit(est, (X, y), executor=local, seed=11, **kw) for est, kw in jobs]
+    with RayExecutor(address=ray_address, workers=2) as ray:
+        got = [fit(est, (X, y), executor=ray, seed=11, **kw) for est, kw in jobs]
+    np.testing.assert_array_equal(got[0].model.predict_proba(X), expected[0].model.predict_proba(X))
+    np.testing.assert_array_equal(got[1].model.coef_, expected[1].model.coef_)
+    np.testing.assert_array_equal(got[1].model.intercept_, expected[1].model.intercept_)
+    assert [r.strategy for r in got] == ["combine", "sync"]
+
+
+def test_fit_opens_a_ray_executor_by_name(home: DataRepos, ray_address: str) -> None:
+    from sklearn.naive_bayes import GaussianNB
+
+    X, y = _data(600, seed=2)
+    result = fit(GaussianNB(), (X, y), executor="ray", address=ray_address, workers=2)
+    local = fit(GaussianNB(), (X, y), workers=2)
+    np.testing.assert_array_equal(result.model.theta_, local.model.theta_)

@@ -1,0 +1,251 @@
+"""`fit` and `resume`: pick a strategy, open the executor and the run, train, log the model.
+
+    import threadline.train as tt
+    from sklearn.ensemble import RandomForestClassifier
+
+    result = tt.fit(RandomForestClassifier(n_estimators=200), data="churn@main:train.parquet",
+                    target="label", workers=4)
+    result.model, result.run_id, result.metrics
+
+The run (experiment "training" by default) records the estimator, its params, the strategy,
+workers and seed as params; the data commit as an input (lineage); metrics and timings; the
+trained model as the artifact folder `model` (registrable with `ModelRegistry.register(...,
+run_id=result.run_id)`); and a `train-spec.json` that `resume` rebuilds the training from.
+Shards and trials are child runs. The same seed, data and worker count give the same model
+on either executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from threadline.compute import Task, open_executor
+from threadline.errors import InvalidArgument
+from threadline.tracking.active import active_run, start_run
+from threadline.train import combine as rules
+from threadline.train.context import Context, Progress, ShardInfo
+from threadline.train.libs import sk
+from threadline.train.record import load_checkpoint, load_spec, log_model, save_spec
+from threadline.train.search import run_search
+from threadline.train.shards import load_data, seed_for, shard_data, spill
+from threadline.train.spec import estimator_from_name, estimator_name, plain_params
+from threadline.train.sync import run_sync
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from threadline.compute.base import Executor
+    from threadline.tracking.store import TrackingStore
+
+__all__ = ["STRATEGIES", "TrainResult", "fit", "resume"]
+
+STRATEGIES = ("auto", "combine", "sync", "search", "single")
+_SHARD_KEY = 1  # seed_for(seed, _SHARD_KEY, shard): the random_state of one shard's partial model
+
+
+@dataclass
+class TrainResult:
+    """What `fit` returns.
+
+    Attributes:
+        model: the trained (combined, averaged or best) model.
+        run_id: the parent run.
+        strategy: the strategy used ("auto" resolved).
+        metrics: final metrics (train_score; valid_<metric> for a search...).
+        shards: per shard (combine) or per trial (search): rows, seconds, child run.
+        best_params: the winning params of a search.
+    """
+
+    model: Any
+    run_id: str
+    strategy: str
+    metrics: dict[str, float]
+    shards: list[ShardInfo] = field(default_factory=list)
+    best_params: dict[str, Any] = field(default_factory=dict)
+
+
+def _resolve(estimator: Any, strategy: str, search: dict[str, Any] | None) -> str:
+    if strategy not in STRATEGIES:
+        raise InvalidArgument(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy == "auto":
+        return "search" if search else "combine" if rules.has_combiner(estimator) else (
+            "sync" if rules.can_sync(estimator) else "single")
+    if strategy == "combine":
+        rules.combiner_for(estimator)  # refuses with the strategies that fit
+    if strategy == "sync" and not rules.can_sync(estimator):
+        raise rules.refuse(estimator, "sync")
+    if strategy == "search" and not search:
+        raise InvalidArgument("strategy 'search' needs search={'space': {...}}")
+    return strategy
+
+
+@contextlib.contextmanager
+def _executor(executor: str | Executor, workers: int, address: str | None) -> Iterator[Executor]:
+    if not isinstance(executor, str):
+        yield executor  # the caller's: left open
+        return
+    with open_executor(executor, workers=workers, address=address) as pool:
+        yield pool
+
+
+def _with_seed(estimator: Any, seed: int) -> Any:
+    model = sk("sklearn.base").clone(estimator)
+    if "random_state" in model.get_params(deep=False):
+        model.set_params(random_state=seed)
+    return model
+
+
+def _combine(ctx: Context, estimator: Any) -> tuple[Any, dict[str, float], list[ShardInfo]]:
+    rule = rules.combiner_for(estimator)
+    shards = shard_data(ctx.data, ctx.workers, ctx.seed, ctx.spill, classifier=ctx.classifier)
+    trees = (rules.split_estimators(estimator.n_estimators, len(shards))
+             if rule in ("trees", "bagging") else None)
+    tasks = []
+    for i, shard in enumerate(shards):
+        part = _with_seed(estimator, seed_for(ctx.seed, _SHARD_KEY, i))
+        if trees is not None:
+            part.set_params(n_estimators=trees[i])
+        tasks.append(Task(rules.fit_part, (part, shard.path), name=f"shard {i}", retries=ctx.retries))
+    handles = [ctx.executor.submit(t) for t in tasks]
+    for done, _ in enumerate(ctx.executor.as_completed(handles), 1):
+        ctx.progress("shards", done, len(handles))
+    results = [h.result() for h in handles]
+    began = time.perf_counter()
+    options: dict[str, Any] = {}
+    if rule == "kmeans":
+        X, _ = ctx.eval_sample()
+        options = {"sample": X, "seed": ctx.seed}
+    model = rules.combine(rule, [r[0] for r in results], [r[1] for r in results], **options)
+    info = [ShardInfo(i, rows, seconds, ctx.child_run(f"shard {i}", {"shard": i, "rule": rule},
+                                                      {"rows": rows, "fit_seconds": seconds}))
+            for i, (_, rows, seconds) in enumerate(results)]
+    return model, {"combine_seconds": time.perf_counter() - began, "train_score": ctx.score(model)}, info
+
+
+def _single(ctx: Context, estimator: Any) -> tuple[Any, dict[str, float]]:
+    whole = ctx.spill.add("all", ctx.data.X, ctx.data.y)
+    model, _, seconds = ctx.executor.map([Task(rules.fit_part, (_with_seed(estimator, ctx.seed), whole.path),
+                                               name="single", retries=ctx.retries)])[0]
+    ctx.progress("shards", 1, 1)
+    return model, {"fit_seconds": seconds, "train_score": ctx.score(model)}
+
+
+def _train(ctx: Context, estimator: Any, strategy: str, epochs: int, search: dict[str, Any] | None,
+           start: tuple[Any, int] | None = None) -> TrainResult:
+    shards: list[ShardInfo] = []
+    best: dict[str, Any] = {}
+    if strategy == "combine":
+        model, metrics, shards = _combine(ctx, estimator)
+    elif strategy == "sync":
+        parts = shard_data(ctx.data, ctx.workers, ctx.seed, ctx.spill, classifier=ctx.classifier)
+        initial, first = start if start is not None else (_with_seed(estimator, ctx.seed), 0)
+        model, metrics = run_sync(ctx, initial, parts, epochs, first)
+    elif strategy == "search":
+        assert search is not None
+        model, metrics, shards, best = run_search(ctx, estimator, search)
+    else:
+        model, metrics = _single(ctx, estimator)
+    return TrainResult(model, ctx.run.id, strategy, metrics, shards, best)
+
+
+def _store(home: str | Path | None, store: TrackingStore | None) -> TrackingStore:
+    if store is not None:
+        return store
+    from threadline.data.connect import default_repos
+    from threadline.tracking.store import TrackingStore
+
+    return TrackingStore(default_repos(Path(home) if home is not None else None))
+
+
+def fit(
+    estimator: Any, data: str | tuple[Any, Any], target: str = "label", features: Sequence[str] | None = None,
+    *, strategy: str = "auto", workers: int = 2, executor: str | Executor = "local", epochs: int = 5,
+    search: dict[str, Any] | None = None, seed: int = 0, experiment: str = "training", name: str = "",
+    address: str | None = None, progress: Callable[[Progress], None] | None = None,
+    home: str | Path | None = None, store: TrackingStore | None = None,
+    _resume: tuple[str, Any, int] | None = None,
+) -> TrainResult:
+    """Train `estimator` in parallel on a committed table and track it as a run.
+
+    Args:
+        estimator: an unfitted scikit-learn estimator (its params are the configuration).
+        data: a table ref (`repo@branch:path.parquet`), or an in-memory `(X, y)` pair.
+        target: the label column. features: the feature columns (default: all others).
+        strategy: "combine" (shard-and-combine), "sync" (per-epoch averaged partial_fit),
+            "search", "single", or "auto" (search if `search`, else combine, else sync, else single).
+        workers: shards, trials or tasks run at once. executor: "local", "ray" or an Executor.
+        epochs: passes of the sync strategy.
+        search: the search space and options (see `threadline.train.search`).
+        seed: every random choice derives from it: same seed, data and workers give the same model.
+        experiment, name: where the run goes, and its name.
+        address: a Ray cluster address for executor="ray" (None starts a local cluster).
+        progress: called with `Progress` events (shards done, epoch, best trial).
+        home, store: the Threadline home or tracking store (default: found from the folder).
+
+    Raises:
+        InvalidArgument: an unknown strategy, or one the estimator does not support (the
+            message names the ones it does), or bad data.
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise InvalidArgument(f"workers={workers!r}: must be an int >= 1")
+    chosen = _resolve(estimator, strategy, search)
+    tracking = _store(home, store)
+    table = load_data(data, target, features, tracking.repos if isinstance(data, str) else None)
+    is_classifier = sk("sklearn.base").is_classifier
+    kind = executor if isinstance(executor, str) else executor.kind
+    run_name = name or f"{type(estimator).__name__} {chosen}"
+    inputs = [table.ref] if table.ref else []
+    with start_run(run_name, experiment=experiment, nested=active_run() is not None, inputs=inputs,
+                   store=tracking, tags={"resumed_from": _resume[0]} if _resume else None) as run:
+        params = {f"estimator.{k}": v for k, v in plain_params(estimator).items()}
+        run.log_params({"estimator": estimator_name(estimator), "strategy": chosen, "workers": workers,
+                        "seed": seed, "executor": kind, "epochs": epochs, "rows": table.rows, **params})
+        save_spec(tracking, run.id, {"estimator": estimator_name(estimator),
+                                     "params": plain_params(estimator),
+                                     "data": table.commit_ref, "target": target, "features": table.features,
+                                     "strategy": chosen, "workers": workers, "executor": kind,
+                                     "epochs": epochs, "seed": seed, "experiment": experiment,
+                                     "name": run_name, "search": search})
+        began = time.perf_counter()
+        with spill() as scratch, _executor(executor, workers, address) as pool:
+            ctx = Context(pool, run, table, scratch, seed, workers, is_classifier(estimator), progress)
+            start = (_resume[1], _resume[2]) if _resume else None
+            result = _train(ctx, estimator, chosen, epochs, search, start)
+        result.metrics["wall_seconds"] = time.perf_counter() - began
+        run.log_metrics({k: v for k, v in result.metrics.items() if k not in ctx.stepped})
+        if result.best_params:
+            run.log_params({f"best.{k}": v for k, v in result.best_params.items()})
+        log_model(tracking, run.id, result.model)
+    return result
+
+
+def resume(run_id: str, *, executor: str | Executor | None = None, address: str | None = None,
+           progress: Callable[[Progress], None] | None = None, home: str | Path | None = None,
+           store: TrackingStore | None = None) -> TrainResult:
+    """Continue an interrupted sync training from its last checkpoint, as a new run.
+
+    The new run reads the same data commit with the same seed and workers, tagged
+    `resumed_from`; its result equals what the interrupted run would have produced.
+
+    Raises:
+        NotFound: the run logged no spec or no checkpoint.
+        InvalidArgument: the run was not a sync training on a committed table.
+    """
+    tracking = _store(home, store)
+    full_id = tracking.resolve_run_prefix(run_id)
+    spec = load_spec(tracking, full_id)
+    if spec["strategy"] != "sync" or not spec["data"]:
+        raise InvalidArgument(f"run {full_id} used strategy {spec['strategy']!r}"
+                              f"{'' if spec['data'] else ' on in-memory data'}; only sync training on a "
+                              "committed table has checkpoints to resume from")
+    model, state = load_checkpoint(tracking, full_id)
+    estimator = estimator_from_name(spec["estimator"], spec["params"])
+    return fit(estimator, spec["data"], spec["target"], spec["features"], strategy="sync",
+               workers=spec["workers"], executor=executor or spec["executor"], epochs=spec["epochs"],
+               seed=spec["seed"], experiment=spec["experiment"], name=f"{spec['name']} (resumed)",
+               address=address, progress=progress, store=tracking,
+               _resume=(full_id, model, int(state["epoch"]) + 1))
