@@ -57,3 +57,10 @@ def flavor_case(request: pytest.FixtureRequest, tmp_path: Path) -> FlavorCase:
 
 class TestEveryFlavor(FlavorConformance):
     pass
+
+
+def test_the_suite_covers_every_flavor_the_registry_knows() -> None:
+    from threadline.registry.flavors.catalog import FLAVORS as KNOWN
+
+    # a flavor added to the catalog without a conformance case would go untested
+    assert sorted(FLAVORS) == sorted(KNOWN)
