@@ -31,6 +31,8 @@ T = TypeVar("T")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 #: JSON request bodies above this are refused with 413 (artifact uploads have their own limit)
+#: MLflow's REST API is served under both of these (the client uses the first, its UI the second)
+MLFLOW_API = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 DEFAULT_MAX_BODY = 32 << 20
 #: artifact uploads above this are refused with 413
 DEFAULT_MAX_UPLOAD = 1 << 30

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from threadline.api import mlflow_json as mj
 from threadline.api.http import (
+    MLFLOW_API,
     JSONResponse,
     both_prefixes,
     call,
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
     from threadline.tracking.store import TrackingStore
 
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 DEFAULT_MAX_MODELS = 100
 #: MLflow's `LoggedModelStatus` enum: proto names and numbers -> our statuses
 _STATUS_IN = {"LOGGED_MODEL_PENDING": lm.PENDING, "LOGGED_MODEL_READY": lm.READY,
@@ -244,4 +244,4 @@ def routes() -> list[Route]:
         ("/logged-models/{model_id}/params", "POST", log_params),
         ("/runs/outputs", "POST", log_outputs),
     ]
-    return both_prefixes(PREFIXES, table)
+    return both_prefixes(MLFLOW_API, table)

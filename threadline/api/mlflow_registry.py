@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from threadline.api import mlflow_json as mj
 from threadline.api import mlflow_logged_models as mlm
 from threadline.api.http import (
+    MLFLOW_API,
     JSONResponse,
     both_prefixes,
     call,
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from threadline.registry.registry import ModelRegistry
     from threadline.tracking.store import TrackingStore
 
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 DEFAULT_MAX_MODELS = 100
 _VERSION_CLAUSE = re.compile(
     r"^\s*(?P<key>name|run_id)\s*(?P<op>=|!=|LIKE|ILIKE)\s*'(?P<value>(?:[^']|'')*)'\s*$", re.IGNORECASE)
@@ -388,4 +388,4 @@ def routes() -> list[Route]:
         ("/model-versions/set-tag", "POST", unsupported),
         ("/model-versions/delete-tag", "DELETE", unsupported),
     ]
-    return both_prefixes(PREFIXES, table)
+    return both_prefixes(MLFLOW_API, table)

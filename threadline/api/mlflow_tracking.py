@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from threadline.api import mlflow_json as mj
 from threadline.api.http import (
+    MLFLOW_API,
     JSONResponse,
     both_prefixes,
     call,
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from threadline.tracking.model import Experiment
     from threadline.tracking.store import TrackingStore
 
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 DEFAULT_MAX_RUNS = 1000
 
 # ------------------------------------------------------------------------ experiments
@@ -334,5 +334,5 @@ def routes() -> list[Route]:
         ("/metrics/get-history", "GET", metric_history),
         ("/metrics/get-history-bulk-interval", "GET", metric_history_bulk_interval),
     ]
-    return both_prefixes(PREFIXES, table)
+    return both_prefixes(MLFLOW_API, table)
 
