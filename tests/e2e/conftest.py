@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,13 @@ class Shell:
     def json(self, *args: str) -> Any:
         """Run a `--json` command and parse what it printed."""
         return json.loads(self.run(*args, "--json").stdout)
+
+    def python_json(self, script: str) -> Any:
+        """Run a Python script here (set-up through the SDK) and parse the JSON it prints."""
+        done = subprocess.run([sys.executable, "-c", script], cwd=self.cwd, env=self.env,
+                              capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
 
 
 @pytest.fixture

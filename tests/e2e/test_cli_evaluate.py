@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,10 +41,7 @@ REF = "churn-splits@main:validation.parquet"
 
 def _setup(shell: Shell) -> dict[str, Any]:
     shell.run("init")
-    done = subprocess.run([sys.executable, "-c", SETUP], cwd=shell.cwd, env=shell.env,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    loaded: dict[str, Any] = json.loads(done.stdout)
+    loaded: dict[str, Any] = shell.python_json(SETUP)
     return loaded
 
 

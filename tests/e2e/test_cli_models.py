@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -41,10 +38,7 @@ json.dump({"run": run.id, "c1": heads[0], "c2": heads[1]}, sys.stdout)
 
 def _setup(shell: Shell) -> dict[str, Any]:
     shell.run("init")
-    done = subprocess.run([sys.executable, "-c", SETUP], cwd=shell.cwd, env=shell.env,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    loaded: dict[str, Any] = json.loads(done.stdout)
+    loaded: dict[str, Any] = shell.python_json(SETUP)
     return loaded
 
 
