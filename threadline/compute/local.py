@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from threadline.compute.base import Executor, Task, TaskHandle
 from threadline.compute.errors import TaskCancelled
-from threadline.compute.remote import RemoteError, failure, invoke, timeout_failure, worker_died
+from threadline.compute.remote import RemoteError, failure, invoke, retry_or_fail, worker_died
 from threadline.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -364,18 +364,10 @@ class LocalExecutor(Executor):
 
     def _attempt_failed(self, job: _Job, remote: RemoteError | None) -> None:
         """Retry the task if it has retries left, else fail it (remote None: timed out)."""
-        handle, task = job.handle, job.handle.task
-        if handle.done():
-            return  # cancelled meanwhile
-        if handle.attempts <= task.retries:
+        if retry_or_fail(job.handle, remote):
             job.deadline = None
             with self._lock:
                 self._pending.appendleft(job)
-            return
-        if remote is None:
-            handle._set_error(timeout_failure(task, handle.attempts))
-        else:
-            handle._set_error(failure(task, handle.attempts, remote))
 
     def _replace(self, worker: _Worker) -> None:
         """Kill an idle or released worker (if still alive) and put a fresh process in its place."""

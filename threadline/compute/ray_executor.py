@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from threadline.compute.base import Executor, Task, TaskHandle
 from threadline.compute.errors import TaskCancelled
-from threadline.compute.remote import RemoteError, failure, invoke, timeout_failure, worker_died
+from threadline.compute.remote import RemoteError, failure, invoke, retry_or_fail, worker_died
 from threadline.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -298,13 +298,7 @@ class RayExecutor(Executor):
             self._attempt_failed(job, value)
 
     def _attempt_failed(self, job: _Job, remote: RemoteError | None) -> None:
-        handle, task = job.handle, job.handle.task
-        if handle.done():
-            return
-        if handle.attempts <= task.retries:
+        if retry_or_fail(job.handle, remote):
             job.ref, job.deadline = None, None
             with self._lock:
                 self._pending.appendleft(job)
-            return
-        handle._set_error(timeout_failure(task, handle.attempts) if remote is None
-                          else failure(task, handle.attempts, remote))

@@ -23,7 +23,7 @@ from threadline.compute.errors import TaskFailed, TaskTimeout
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from threadline.compute.base import Task
+    from threadline.compute.base import Task, TaskHandle
 
 __all__ = ["RemoteError", "failure", "invoke", "timeout_failure", "worker_died"]
 
@@ -116,3 +116,18 @@ def timeout_failure(task: Task, attempts: int) -> TaskTimeout:
     error = failure(task, attempts, remote, cls=TaskTimeout)
     assert isinstance(error, TaskTimeout)
     return error
+
+
+def retry_or_fail(handle: TaskHandle, remote: RemoteError | None) -> bool:
+    """After a failed attempt: True if the task has retries left (the caller re-queues it),
+    else fail its handle with TaskFailed, or TaskTimeout when `remote` is None (timed out).
+    A handle already done (cancelled meanwhile) is left alone and not retried."""
+    if handle.done():
+        return False
+    if handle.attempts <= handle.task.retries:
+        return True
+    if remote is None:
+        handle._set_error(timeout_failure(handle.task, handle.attempts))
+    else:
+        handle._set_error(failure(handle.task, handle.attempts, remote))
+    return False
