@@ -11,9 +11,11 @@ import typer
 from rich.markup import escape
 
 from threadline.cli import data as data_cli
+from threadline.cli import deploy as deploy_cli
 from threadline.cli import evaluate as evaluate_cli
 from threadline.cli import models as models_cli
 from threadline.cli import pipeline as pipeline_cli
+from threadline.cli import predict as predict_cli
 from threadline.cli import prep as prep_cli
 from threadline.cli import runs as runs_cli
 from threadline.cli import server as server_cli
@@ -34,7 +36,11 @@ app.add_typer(runs_cli.app, name="runs")
 app.add_typer(models_cli.app, name="models")
 app.add_typer(pipeline_cli.app, name="pipeline")
 app.add_typer(train_cli.app, name="train")
+app.add_typer(deploy_cli.app, name="deploy")
+app.add_typer(deploy_cli.tokens_app, name="token")
+app.command("serve")(deploy_cli.serve)
 app.command("evaluate")(evaluate_cli.evaluate)
+app.command("predict")(predict_cli.predict)
 app.command("server")(server_cli.server)
 
 _state = {"verbose": False}
