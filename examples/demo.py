@@ -9,8 +9,9 @@ Then it trains a churn model as a tracked run, registers and evaluates it, promo
 gates that compare versions on the same rows, retrains on new data, sees a broken model refused,
 and rolls the model and its training data back together. Finally the preparation becomes a
 pipeline over daily exports: a new export commit triggers a run that cleans only that day, and
-a forest is trained on two workers beside the single-process fit.
-Later capabilities (serving, monitoring) extend this script.
+a forest is trained on two workers beside the single-process fit, and the production model is
+served over HTTP while a canary of the next version takes 10% of traffic and is promoted
+(examples/serving_demo.py). Monitoring extends this script later.
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ steps:
         console.print(escape(f"  {e.source.kind}:{e.source.id[:12]} -[{e.relation}]-> "
                              f"{e.target.id[:12]}"))
     model_lifecycle(workdir, result.commit.id)
+    from serving_demo import serving
+
+    serving("churn-splits@main:test.parquet", FEATURES)
     preparation_pipeline(workdir)
     parallel_training()
     console.print("[bold green]demo complete[/bold green]")
