@@ -31,6 +31,7 @@ from threadline.config import load_settings
 from threadline.data.connect import connect
 from threadline.errors import AlreadyExists, ThreadlineError, http_status
 from threadline.registry.registry import ModelRegistry
+from threadline.serving.auth import DENIED, BearerAuth, TokenCache, Tokens
 from threadline.tracking.model import DEFAULT_EXPERIMENT
 from threadline.tracking.store import TrackingStore
 
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: paths answered without a token (load balancers' and MLflow tools' probes)
+OPEN_PATHS = frozenset({"/health", "/version", "/api/v1/health"})
 #: path prefixes served with MLflow's error shape
 MLFLOW_PREFIXES = ("/api/2.0/", "/ajax-api/2.0/", "/api/3.0/")
 
@@ -128,7 +131,7 @@ def close_stores(found: Stores) -> None:
 
 
 def create_app(stores: Stores | None = None, *, home: Path | None = None,
-               limits: Limits | None = None) -> Starlette:
+               limits: Limits | None = None, require_auth: bool = False) -> Starlette:
     """The Threadline API as an ASGI app.
 
     Args:
@@ -137,6 +140,8 @@ def create_app(stores: Stores | None = None, *, home: Path | None = None,
         home: where to look for the home when `stores` is None (default: THREADLINE_HOME or
             the working folder, walking up).
         limits: body size limits (default: 32 MiB JSON, 1 GiB artifact uploads).
+        require_auth: every route but the health probes needs a bearer token (`threadline
+            token create`); MLflow clients send theirs from MLFLOW_TRACKING_TOKEN.
     """
 
     @contextlib.asynccontextmanager
@@ -160,6 +165,19 @@ def create_app(stores: Stores | None = None, *, home: Path | None = None,
         lifespan=lifespan,
     )
     app.state.limits = limits or Limits()
+    if require_auth:
+        caches: dict[int, TokenCache] = {}
+
+        def accepted(scope: Any) -> frozenset[str]:
+            db = scope["app"].state.stores.repos.db
+            cache = caches.get(id(db))
+            if cache is None:
+                cache = caches[id(db)] = TokenCache(Tokens(db))
+            return cache.accepted()
+
+        app.add_middleware(BearerAuth, accepted=accepted, open_paths=OPEN_PATHS,
+                           deny=lambda path: error_response(path, 401, DENIED,
+                                                            headers={"WWW-Authenticate": "Bearer"}))
     if stores is not None:  # usable without running the lifespan (e.g. TestClient without `with`)
         app.state.stores = stores
     return app

@@ -8,9 +8,7 @@ variables read once, by the app factory, at start.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -18,7 +16,9 @@ import uvicorn
 from threadline.api.app import create_app
 from threadline.api.http import DEFAULT_MAX_BODY, DEFAULT_MAX_UPLOAD, Limits
 from threadline.config import ENV_HOME, load_settings
+from threadline.data.connect import connect
 from threadline.errors import InvalidArgument
+from threadline.serving.auth import Tokens, is_loopback
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,23 +29,7 @@ ENV_MAX_UPLOAD = "THREADLINE_SERVER_MAX_UPLOAD"
 ENV_MAX_BODY = "THREADLINE_SERVER_MAX_BODY"
 #: seconds in-flight requests get to finish after SIGTERM
 GRACEFUL_SECONDS = 30
-NO_AUTH_WARNING = ("warning: threadline server has no authentication yet; anyone who can reach "
-                   "{host}:{port} can read and change this home. Bind 127.0.0.1 unless the "
-                   "network is trusted.")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (a name or address) only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, None)
-        except OSError:
-            return False
-        return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+ENV_AUTH = "THREADLINE_SERVER_AUTH"
 
 
 def _int_env(name: str, default: int) -> int:
@@ -60,16 +44,21 @@ def _int_env(name: str, default: int) -> int:
 def build_app() -> Starlette:
     """The app of one worker process (uvicorn's factory); settings come from the environment."""
     return create_app(limits=Limits(max_body=_int_env(ENV_MAX_BODY, DEFAULT_MAX_BODY),
-                                    max_upload=_int_env(ENV_MAX_UPLOAD, DEFAULT_MAX_UPLOAD)))
+                                    max_upload=_int_env(ENV_MAX_UPLOAD, DEFAULT_MAX_UPLOAD)),
+                      require_auth=os.environ.get(ENV_AUTH) == "1")
 
 
 def serve(host: str = "127.0.0.1", port: int = 5000, *, workers: int = 1, access_log: bool = False,
-          home: Path | None = None, max_upload: int = DEFAULT_MAX_UPLOAD) -> None:
+          home: Path | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, auth: bool = False) -> None:
     """Serve the home that applies to `home` (or the working folder) until interrupted.
+
+    A bearer token is required on every route but the health probes when `host` is not a
+    loopback address (or `auth` asks for it on loopback); starting then needs an active token.
 
     Raises:
         NotInitialized: there is no Threadline home there (checked before binding).
-        InvalidArgument: a bad port, worker count or upload limit.
+        InvalidArgument: a bad port, worker count or upload limit, or auth is required and no
+            token exists.
     """
     if not 0 < port < 65536:
         raise InvalidArgument(f"port must be between 1 and 65535, not {port}")
@@ -78,8 +67,20 @@ def serve(host: str = "127.0.0.1", port: int = 5000, *, workers: int = 1, access
     if max_upload <= 0:
         raise InvalidArgument(f"max upload must be a positive number of bytes, not {max_upload}")
     settings = load_settings(home)  # fail now, with the CLI's message, not in a worker
+    require_auth = auth or not is_loopback(host)
+    if require_auth:
+        repos = connect(settings)
+        try:
+            if not Tokens(repos.db).active_hashes():
+                raise InvalidArgument(f"serving on {host} needs authentication and no token exists; "
+                                      "create one with `threadline token create NAME` (or bind "
+                                      "127.0.0.1)")
+        finally:
+            repos.db.close()
+            repos.content.close()
     os.environ[ENV_HOME] = str(settings.home)
     os.environ[ENV_MAX_UPLOAD] = str(max_upload)
+    os.environ[ENV_AUTH] = "1" if require_auth else "0"
     options = {"host": host, "port": port, "access_log": access_log, "log_level": "info",
                "timeout_graceful_shutdown": GRACEFUL_SECONDS, "server_header": False}
     if workers == 1:

@@ -16,11 +16,12 @@ def server(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
     max_upload: Annotated[int, typer.Option(help="Largest artifact upload, in bytes.")] = 1 << 30,
+    auth: Annotated[bool, typer.Option("--auth", help="Require a bearer token on loopback too "
+                                       "(always required off loopback).")] = False,
 ) -> None:
     """Serve the Threadline API and the MLflow tracking/registry API (MLFLOW_TRACKING_URI=http://HOST:PORT)."""
-    from threadline.api.server import NO_AUTH_WARNING, is_loopback, serve
+    from threadline.api.server import serve
 
-    if not is_loopback(host):
-        err_console.print(NO_AUTH_WARNING.format(host=host, port=port), soft_wrap=True, markup=False)
-    serve(host, port, workers=workers, access_log=access_log, max_upload=max_upload)
+    err_console.print(f"serving the Threadline and MLflow APIs on http://{host}:{port}")
+    serve(host, port, workers=workers, access_log=access_log, max_upload=max_upload, auth=auth)
 

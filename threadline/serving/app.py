@@ -34,7 +34,7 @@ from threadline.errors import InvalidArgument, NotFound, ThreadlineError, http_s
 from threadline.registry.signature import SignatureError
 from threadline.serving import protocols
 from threadline.serving.admission import Refused
-from threadline.serving.auth import Tokens, check_bearer
+from threadline.serving.auth import DENIED, BearerAuth, Tokens
 from threadline.serving.cache import CacheSettings, open_cache
 from threadline.serving.feedback import record_feedback
 from threadline.serving.metrics import ServingMetrics
@@ -418,28 +418,6 @@ async def feedback(request: Request) -> Response:
 
 
 # --------------------------------------------------------------------- the app
-class _Auth:
-    """ASGI middleware: a bearer token on every path but the open ones, when required."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            state: ServingState = scope["app"].state.serving
-            if state.require_auth:
-                header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"),
-                              None)
-                if not check_bearer(header, state.tokens):
-                    response = error_response(401, "missing or unknown bearer token; send "
-                                              "'Authorization: Bearer <token>' (create one with "
-                                              "`threadline token create NAME`)",
-                                              headers={"WWW-Authenticate": "Bearer"})
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-
 def _routes() -> list[Route]:
     table: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
         ("/predict", predict, ["POST"]), ("/invocations", invocations, ["POST"]),
@@ -525,7 +503,13 @@ def create_app(registry: ModelRegistry, deployments: Deployments, names: Sequenc
                     await item.cache.aclose()
 
     app = Starlette(routes=_routes(), lifespan=lifespan)
-    app.add_middleware(_Auth)
+
+    def accepted(scope: Any) -> frozenset[str] | None:
+        state: ServingState = scope["app"].state.serving
+        return state.tokens if state.require_auth else None
+
+    app.add_middleware(BearerAuth, accepted=accepted, open_paths=OPEN_PATHS,
+                       deny=lambda path: error_response(401, DENIED, headers={"WWW-Authenticate": "Bearer"}))
     return app
 
 

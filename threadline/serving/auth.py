@@ -14,7 +14,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import blake3
 from sqlalchemy import select, update
@@ -24,6 +24,8 @@ from threadline.errors import AlreadyExists, NotFound
 from threadline.meta.models import ApiTokenRow
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from threadline.meta.db import Database
 
 PREFIX = "tl_"
@@ -105,3 +107,56 @@ def check_bearer(header: str | None, accepted: frozenset[str]) -> bool:
         return False
     digest = token_hash(header[7:].strip())
     return any(hmac.compare_digest(digest, known) for known in accepted)
+
+
+class TokenCache:
+    """The accepted token hashes of a database, re-read at most every `ttl_s` seconds, so a
+    server checks a request with no query and notices a revocation within `ttl_s`."""
+
+    def __init__(self, tokens: Tokens, ttl_s: float = 1.0) -> None:
+        self.tokens = tokens
+        self.ttl_s = ttl_s
+        self._hashes: frozenset[str] = frozenset()
+        self._read_at = float("-inf")
+
+    def accepted(self) -> frozenset[str]:
+        """The hashes accepted now."""
+        now = time.monotonic()
+        if now - self._read_at >= self.ttl_s:
+            self._hashes = self.tokens.active_hashes()
+            self._read_at = now
+        return self._hashes
+
+
+class BearerAuth:
+    """ASGI middleware: every HTTP request outside `open_paths` must carry an accepted token.
+
+    Args:
+        app: the wrapped app.
+        accepted: the accepted token hashes for a request's scope (None: auth is off).
+        deny: the 401 response for a request's path.
+        open_paths: paths served without a token (health, readiness, metrics).
+    """
+
+    def __init__(self, app: Any, accepted: Callable[[Any], frozenset[str] | None],
+                 deny: Callable[[str], Any], open_paths: frozenset[str]) -> None:
+        self.app = app
+        self.accepted = accepted
+        self.deny = deny
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.open_paths:
+            accepted = self.accepted(scope)
+            if accepted is not None:
+                header = next((v.decode("latin-1") for k, v in scope["headers"]
+                               if k == b"authorization"), None)
+                if not check_bearer(header, accepted):
+                    await self.deny(scope["path"])(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+#: the 401 message both servers give
+DENIED = ("missing or unknown bearer token; send 'Authorization: Bearer <token>' "
+          "(create one with `threadline token create NAME`)")

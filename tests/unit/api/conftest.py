@@ -44,3 +44,9 @@ def client(stores: Stores) -> Iterator[TestClient]:
     app = create_app(stores, limits=Limits(max_body=MAX_BODY, max_upload=MAX_UPLOAD))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def test_client() -> type[TestClient]:
+    """Starlette's TestClient class, imported with its deprecation warning silenced."""
+    return TestClient

@@ -7,11 +7,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from threadline.api import server as api_server
+from threadline.api.app import create_app
 from threadline.cli import server as server_cli
 from threadline.errors import InvalidArgument, NotInitialized
+from threadline.serving.auth import Tokens
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from threadline.api.http import Stores
 
 
 @pytest.mark.parametrize(("host", "loopback"), [
@@ -64,12 +68,26 @@ def test_serve_with_workers_uses_the_factory(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.mark.usefixtures("home")
-def test_cli_warns_once_when_binding_beyond_loopback(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    _capture_run(monkeypatch)
+def test_binding_beyond_loopback_needs_a_token_and_then_requires_it(
+        monkeypatch: pytest.MonkeyPatch, stores: Stores, test_client: Any) -> None:
+    calls = _capture_run(monkeypatch)
+    monkeypatch.delenv(api_server.ENV_AUTH, raising=False)
+    with pytest.raises(InvalidArgument, match="threadline token create"):
+        server_cli.server(host="0.0.0.0", port=5001)
+    assert calls == []  # refused before binding
+    token = Tokens(stores.repos.db).create("ci")
     server_cli.server(host="0.0.0.0", port=5001)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert err.startswith("warning: threadline server has no authentication yet")
-    server_cli.server()
-    assert capsys.readouterr().err == ""
+    assert calls[0][1]["host"] == "0.0.0.0"
+    app = create_app(stores, require_auth=True)
+    with test_client(app) as client:
+        assert client.get("/api/v1/health").status_code == 200
+        refused = client.get("/api/v1/repos")
+        assert refused.status_code == 401
+        assert "threadline token create" in refused.json()["error"]["message"]
+        mlflow = client.get("/api/2.0/mlflow/experiments/search", params={"max_results": 1})
+        assert mlflow.json()["error_code"] == "UNAUTHENTICATED"
+        ok = client.get("/api/v1/repos", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+        Tokens(stores.repos.db).revoke("ci")
+        monkeypatch.setattr("threadline.serving.auth.time.monotonic", lambda: float("inf"))
+        assert client.get("/api/v1/repos", headers={"Authorization": f"Bearer {token}"}).status_code == 401
