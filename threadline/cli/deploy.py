@@ -253,14 +253,31 @@ def serve(
     auth: Annotated[bool, typer.Option("--auth", help="Require a bearer token on loopback too.")] = False,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not write the prediction log.")] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+    backend: Annotated[str, typer.Option(help="uvicorn (worker processes) or ray (Ray Serve).")]
+    = "uvicorn",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start one).")]
+    = None,
+    replicas: Annotated[int, typer.Option(help="Ray Serve replicas (without autoscaling).")] = 1,
+    max_replicas: Annotated[int | None, typer.Option(help="Autoscale Ray Serve replicas up to this.")]
+    = None,
 ) -> None:
     """Serve deployments over HTTP (Threadline, MLflow and Open Inference V2 protocols)."""
     from threadline.serving.server import serve as run
 
-    err_console.print(f"serving {', '.join(names)} on http://{host}:{port} ({workers} worker"
-                      f"{'s' if workers > 1 else ''}); Ctrl-C drains and stops")
+    if backend not in ("uvicorn", "ray"):
+        raise InvalidArgument(f"--backend must be uvicorn or ray, not {backend!r}")
+    ray = None
+    if backend == "ray":
+        from threadline.serving.ray_backend import RayOptions
+
+        ray = RayOptions(address=ray_address, replicas=replicas, max_replicas=max_replicas)
+        where = f"{replicas if max_replicas is None else f'1-{max_replicas}'} Ray Serve replica(s)"
+    else:
+        where = f"{workers} worker{'s' if workers > 1 else ''}"
+    err_console.print(f"serving {', '.join(names)} on http://{host}:{port} ({where}); "
+                      "Ctrl-C drains and stops")
     run(names, host, port, workers=workers, auth=auth or None, log_predictions=not no_log,
-        access_log=access_log)
+        access_log=access_log, ray=ray)
 
 
 def _tokens() -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -171,6 +172,7 @@ class DeploymentRuntime:
         table = self.table
         return {
             "deployment": self.name,
+            "pid": os.getpid(),
             "ready": table is not None,
             "revision": table.revision if table else None,
             "last_error": self.last_error,

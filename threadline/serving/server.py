@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
     from starlette.applications import Starlette
 
+    from threadline.serving.ray_backend import RayOptions
+
 ENV_DEPLOYMENTS = "THREADLINE_SERVE_DEPLOYMENTS"
 ENV_AUTH = "THREADLINE_SERVE_AUTH"
 ENV_LOG = "THREADLINE_SERVE_LOG"
@@ -51,10 +53,11 @@ def build_app() -> Starlette:
 
 def serve(names: Sequence[str], host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1,
           home: Path | None = None, auth: bool | None = None, log_predictions: bool = True,
-          access_log: bool = False) -> None:
+          access_log: bool = False, ray: RayOptions | None = None) -> None:
     """Serve deployments `names` of the home that applies to `home` until interrupted.
 
     Auth is required when `host` is not a loopback address (and may be asked for on loopback).
+    With `ray`, the deployments run as Ray Serve replicas instead of uvicorn workers.
 
     Raises:
         NotInitialized: there is no Threadline home there.
@@ -82,6 +85,14 @@ def serve(names: Sequence[str], host: str = "127.0.0.1", port: int = 8000, *, wo
                               "one with `threadline token create NAME` (or bind 127.0.0.1)")
     os.environ.update({ENV_HOME: str(settings.home), ENV_DEPLOYMENTS: ",".join(names),
                        ENV_AUTH: "1" if require_auth else "0", ENV_LOG: "1" if log_predictions else "0"})
+    if ray is not None:
+        try:
+            from threadline.serving.ray_backend import serve_on_ray
+        except ImportError as exc:
+            raise InvalidArgument("serving on Ray needs Ray Serve: pip install 'threadline[ray]'") from exc
+        serve_on_ray(names, str(settings.home), host=host, port=port, options=ray,
+                     require_auth=require_auth, log_predictions=log_predictions)
+        return
     options = {"host": host, "port": port, "access_log": access_log, "log_level": "warning",
                "timeout_graceful_shutdown": GRACEFUL_SECONDS, "server_header": False,
                "date_header": False}
