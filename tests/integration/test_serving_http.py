@@ -361,3 +361,62 @@ def test_predictions_are_logged_and_feedback_joins(start: Callable[..., Running]
     assert len(log) == 6
     assert {r["version"] for r in log} == {1}
     assert read_feedback(registry.repos, "web").num_rows == 2
+
+
+def test_a_version_that_cannot_load_never_gets_traffic(start: Callable[..., Running],
+                                                       registry: ModelRegistry) -> None:
+    server = start("web", [{"model": "churn@1"}], {"refresh_s": 0.1})
+    deployments = Deployments(registry)
+    # the pyfunc version needs allow_code, which this deployment does not give: it cannot load
+    deployments.change("web", routes=[{"model": "slow@1"}])
+    deadline = time.monotonic() + 30
+    status = server.client.get("/deployments/web/status").json()
+    while status["last_error"] is None:
+        assert time.monotonic() < deadline, "the failed load was never reported"
+        status = server.client.get("/deployments/web/status").json()
+    assert "allow_code" in status["last_error"]
+    assert [r["version"] for r in status["routes"]] == ["churn/1"]
+    answer = server.client.post("/predict", json=[_row()])
+    assert answer.status_code == 200
+    assert answer.headers["x-model-version"] == "churn/1"
+
+
+def test_canary_ramp_under_load_fails_no_request(start: Callable[..., Running],
+                                                 registry: ModelRegistry) -> None:
+    server = start("web", [{"model": "churn@1"}], {"refresh_s": 0.1, "cache": {"enabled": False}})
+    deployments = Deployments(registry)
+    stop = threading.Event()
+    answers: list[tuple[int, str]] = []
+
+    def load(worker: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            i = 0
+            while not stop.is_set():
+                r = c.post("/predict", json=[_row(i % 50)], headers={"x-threadline-key": f"{worker}-{i}"})
+                answers.append((r.status_code, r.headers.get("x-model-version", "")))
+                i += 1
+
+    workers = [threading.Thread(target=load, args=(w,)) for w in range(3)]
+    for w in workers:
+        w.start()
+    for revision, percent in enumerate((10, 50, 90), start=2):
+        deployments.set_canary("web", "churn@2", percent)
+        deadline = time.monotonic() + 30
+        while server.client.get("/deployments/web/status").json()["revision"] != revision:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        mark = len(answers)
+        while len(answers) < mark + 30:
+            time.sleep(0.01)
+    deployments.promote_canary("web")
+    while server.client.get("/deployments/web/status").json()["revision"] != 5:
+        time.sleep(0.02)
+    mark = len(answers)
+    while len(answers) < mark + 30:
+        time.sleep(0.01)
+    stop.set()
+    for w in workers:
+        w.join(30)
+    assert {s for s, _ in answers} == {200}
+    assert {v for _, v in answers} == {"churn/1", "churn/2"}
+    assert all(v == "churn/2" for _, v in answers[mark + 10:])
