@@ -412,3 +412,73 @@ class ApiTokenRow(Base):
     created_by: Mapped[str] = mapped_column(String(200), nullable=False)
     created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+# --- monitoring: checks, alerts, policies and the actions they took (issue 8) -------------
+
+
+class MonitorPolicyRow(Base):
+    """A deployment's monitoring policy (checks, alert rules, actions) as stored YAML/JSON."""
+
+    __tablename__ = "monitor_policies"
+
+    deployment: Mapped[str] = mapped_column(String(100), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class MonitorCheckRow(Base):
+    """One check of one window of a deployment's traffic: drift, accuracy or an estimate."""
+
+    __tablename__ = "monitor_checks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(100), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    window_start: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    window_end: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: ok | drift | breach | no_verdict
+    verdict: Mapped[str] = mapped_column(String(20), nullable=False)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (Index("ix_monitor_checks_deployment_created", "deployment", "created_at"),)
+
+
+class AlertRow(Base):
+    """An alert: a rule's breach, from first firing to resolution, with acknowledgement."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment: Mapped[str] = mapped_column(String(100), nullable=False)
+    rule: Mapped[str] = mapped_column(String(100), nullable=False)
+    #: firing | resolved
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    first_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    resolved_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    acked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    acked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, nullable=False, default=dict)
+
+    __table_args__ = (Index("ix_alerts_deployment_rule", "deployment", "rule", "status"),)
+
+
+class MonitorActionRow(Base):
+    """An action a policy took (fallback, retrain, canary, promote, rollback) and its outcome."""
+
+    __tablename__ = "monitor_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment: Mapped[str] = mapped_column(String(100), nullable=False)
+    action: Mapped[str] = mapped_column(String(20), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    check_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    undone_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

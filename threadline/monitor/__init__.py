@@ -1,0 +1,3 @@
+"""Monitoring: reference summaries, drift and accuracy checks, alerts, policies."""
+
+__all__: list[str] = []
