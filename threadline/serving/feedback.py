@@ -19,14 +19,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from threadline.errors import AlreadyExists, InvalidArgument
-from threadline.serving.predlog import (
-    arrow_column,
-    commit_parquet,
-    concat,
-    log_repo,
-    read_log,
-    read_parquet_files,
-)
+from threadline.serving.logtable import arrow_column, commit_parquet, concat, read_parquet_files
+from threadline.serving.predlog import log_repo, read_log
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
