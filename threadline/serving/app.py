@@ -481,7 +481,8 @@ def create_app(registry: ModelRegistry, deployments: Deployments, names: Sequenc
             cache = open_cache(CacheSettings.from_dict(settings.cache)) if settings else None
             if cache is not None:
                 runtime.on_unload.append(cache.invalidate)
-            plog = (PredictionLog(log_repos or registry.repos, name, sample=settings.log_sample)
+            plog = (PredictionLog(log_repos or registry.repos, name, sample=settings.log_sample,
+                                  flush_seconds=settings.log_flush_s)
                     if log_predictions and settings is not None and settings.log_sample > 0 else None)
             served[name] = Served(runtime, cache, plog)
         state = ServingState(registry, deployments, served, names[0], sink,

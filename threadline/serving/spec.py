@@ -75,6 +75,8 @@ class Settings:
     cache: dict[str, Any] = field(default_factory=dict)
     #: share of requests written to the prediction log (0 turns it off)
     log_sample: float = 1.0
+    #: longest a logged request waits in memory before it is committed
+    log_flush_s: float = 5.0
     #: skops types to trust, and opt-ins for pickle and pyfunc code (see registry load_model)
     trusted: tuple[str, ...] = ()
     allow_pickle: bool = False
@@ -127,6 +129,7 @@ _LIMITS: dict[str, tuple[float, float | None, bool]] = {
     "max_concurrency": (1, 1_000_000, True), "max_queue": (0, 10_000_000, True),
     "deadline_ms": (1, 3_600_000, False), "max_body": (1024, 1 << 34, True),
     "refresh_s": (0.05, 3600, False), "log_sample": (0, 1, False),
+    "log_flush_s": (0.05, 3600, False),
 }
 
 
