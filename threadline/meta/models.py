@@ -454,7 +454,7 @@ class AlertRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     deployment: Mapped[str] = mapped_column(String(100), nullable=False)
     rule: Mapped[str] = mapped_column(String(100), nullable=False)
-    #: firing | resolved
+    #: pending (breaching, not yet for long enough) | firing | resolved
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     message: Mapped[str] = mapped_column(Text, nullable=False)
