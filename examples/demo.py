@@ -158,6 +158,9 @@ steps:
     from serving_demo import serving
 
     serving("churn-splits@main:test.parquet", FEATURES)
+    from monitoring_demo import closed_loop
+
+    closed_loop("churn-splits@main:test.parquet", "churn-splits@main:train.parquet", FEATURES)
     preparation_pipeline(workdir)
     parallel_training()
     console.print("[bold green]demo complete[/bold green]")

@@ -8,7 +8,6 @@ inside a call by a gate the test controls: tests synchronise on the gate's event
 from __future__ import annotations
 
 import pickle
-import socket
 import sys
 import threading
 import time
@@ -19,7 +18,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 from sklearn.linear_model import LogisticRegression
 
 from threadline.errors import InvalidArgument
@@ -30,6 +28,8 @@ from threadline.serving.deployments import Deployments
 from threadline.serving.feedback import read_feedback
 from threadline.serving.predlog import read_log
 from threadline.serving.server import serve
+
+from .servers import Running, free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -90,35 +90,6 @@ def registry(home: DataRepos, tmp_path: Path) -> ModelRegistry:
     registry.register("slow", flavor="pyfunc", code=str(code), entry="predict",
                       example=np.zeros((2, 3)))
     return registry
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Running:
-    """A uvicorn server in a thread; `client` talks to it."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = _port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        started = time.monotonic()
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() - started > 60:
-                raise RuntimeError("the serving app did not start")
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.client = httpx.Client(base_url=self.url, timeout=30)
-
-    def stop(self) -> None:
-        self.client.close()
-        self.server.should_exit = True
-        self.thread.join(60)
 
 
 @pytest.fixture
@@ -342,7 +313,7 @@ def test_tokens_are_required_when_auth_is_on(start: Callable[..., Running],
 def test_binding_beyond_loopback_needs_a_token(registry: ModelRegistry) -> None:
     Deployments(registry).create("web", [{"model": "churn@1"}])
     with pytest.raises(InvalidArgument, match="token create"):
-        serve(["web"], host="0.0.0.0", port=_port())  # refused before binding
+        serve(["web"], host="0.0.0.0", port=free_port())  # refused before binding
 
 
 def test_predictions_are_logged_and_feedback_joins(start: Callable[..., Running],

@@ -30,6 +30,7 @@ from threadline.api.http import EXTRA_STATUS, JSONResponse, Limits, Stores
 from threadline.config import load_settings
 from threadline.data.connect import connect
 from threadline.errors import AlreadyExists, ThreadlineError, http_status
+from threadline.monitor.scheduler import Scheduler
 from threadline.registry.registry import ModelRegistry
 from threadline.serving.auth import DENIED, BearerAuth, TokenCache, Tokens
 from threadline.tracking.model import DEFAULT_EXPERIMENT
@@ -131,7 +132,8 @@ def close_stores(found: Stores) -> None:
 
 
 def create_app(stores: Stores | None = None, *, home: Path | None = None,
-               limits: Limits | None = None, require_auth: bool = False) -> Starlette:
+               limits: Limits | None = None, require_auth: bool = False,
+               monitor: bool = False) -> Starlette:
     """The Threadline API as an ASGI app.
 
     Args:
@@ -142,20 +144,24 @@ def create_app(stores: Stores | None = None, *, home: Path | None = None,
         limits: body size limits (default: 32 MiB JSON, 1 GiB artifact uploads).
         require_auth: every route but the health probes needs a bearer token (`threadline
             token create`); MLflow clients send theirs from MLFLOW_TRACKING_TOKEN.
+        monitor: run every stored monitoring policy on its interval while the app runs.
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if stores is not None:
-            app.state.stores = stores
-            yield
-            return
-        opened = open_stores(home)
+        opened = stores if stores is not None else open_stores(home)
         app.state.stores = opened
+        scheduler = Scheduler(opened.registry) if monitor else None
+        if scheduler is not None:
+            scheduler.start()
+            app.state.scheduler = scheduler
         try:
             yield
         finally:
-            close_stores(opened)
+            if scheduler is not None:
+                scheduler.stop()
+            if stores is None:
+                close_stores(opened)
 
     app = Starlette(
         routes=[*routes.routes(), *mlflow_tracking.routes(), *mlflow_logged_models.routes(),

@@ -30,6 +30,7 @@ ENV_MAX_BODY = "THREADLINE_SERVER_MAX_BODY"
 #: seconds in-flight requests get to finish after SIGTERM
 GRACEFUL_SECONDS = 30
 ENV_AUTH = "THREADLINE_SERVER_AUTH"
+ENV_MONITOR = "THREADLINE_SERVER_MONITOR"
 
 
 def _int_env(name: str, default: int) -> int:
@@ -45,11 +46,13 @@ def build_app() -> Starlette:
     """The app of one worker process (uvicorn's factory); settings come from the environment."""
     return create_app(limits=Limits(max_body=_int_env(ENV_MAX_BODY, DEFAULT_MAX_BODY),
                                     max_upload=_int_env(ENV_MAX_UPLOAD, DEFAULT_MAX_UPLOAD)),
-                      require_auth=os.environ.get(ENV_AUTH) == "1")
+                      require_auth=os.environ.get(ENV_AUTH) == "1",
+                      monitor=os.environ.get(ENV_MONITOR) == "1")
 
 
 def serve(host: str = "127.0.0.1", port: int = 5000, *, workers: int = 1, access_log: bool = False,
-          home: Path | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, auth: bool = False) -> None:
+          home: Path | None = None, max_upload: int = DEFAULT_MAX_UPLOAD, auth: bool = False,
+          monitor: bool = False) -> None:
     """Serve the home that applies to `home` (or the working folder) until interrupted.
 
     A bearer token is required on every route but the health probes when `host` is not a
@@ -81,6 +84,12 @@ def serve(host: str = "127.0.0.1", port: int = 5000, *, workers: int = 1, access
     os.environ[ENV_HOME] = str(settings.home)
     os.environ[ENV_MAX_UPLOAD] = str(max_upload)
     os.environ[ENV_AUTH] = "1" if require_auth else "0"
+    # one process runs the monitoring passes: with several workers, only the first would be
+    # right, so they are refused together
+    if monitor and workers > 1:
+        raise InvalidArgument("--monitor runs the policies in the server process; use it with one "
+                              "worker (or run `threadline monitor run` beside the server)")
+    os.environ[ENV_MONITOR] = "1" if monitor else "0"
     options = {"host": host, "port": port, "access_log": access_log, "log_level": "info",
                "timeout_graceful_shutdown": GRACEFUL_SECONDS, "server_header": False}
     if workers == 1:

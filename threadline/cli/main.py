@@ -14,6 +14,7 @@ from threadline.cli import data as data_cli
 from threadline.cli import deploy as deploy_cli
 from threadline.cli import evaluate as evaluate_cli
 from threadline.cli import models as models_cli
+from threadline.cli import monitor as monitor_cli
 from threadline.cli import pipeline as pipeline_cli
 from threadline.cli import predict as predict_cli
 from threadline.cli import prep as prep_cli
@@ -37,6 +38,7 @@ app.add_typer(models_cli.app, name="models")
 app.add_typer(pipeline_cli.app, name="pipeline")
 app.add_typer(train_cli.app, name="train")
 app.add_typer(deploy_cli.app, name="deploy")
+app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(deploy_cli.tokens_app, name="token")
 app.command("serve")(deploy_cli.serve)
 app.command("evaluate")(evaluate_cli.evaluate)

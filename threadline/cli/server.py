@@ -18,10 +18,13 @@ def server(
     max_upload: Annotated[int, typer.Option(help="Largest artifact upload, in bytes.")] = 1 << 30,
     auth: Annotated[bool, typer.Option("--auth", help="Require a bearer token on loopback too "
                                        "(always required off loopback).")] = False,
+    monitor: Annotated[bool, typer.Option("--monitor", help="Run the monitoring policies on their "
+                                          "intervals.")] = False,
 ) -> None:
     """Serve the Threadline API and the MLflow tracking/registry API (MLFLOW_TRACKING_URI=http://HOST:PORT)."""
     from threadline.api.server import serve
 
     err_console.print(f"serving the Threadline and MLflow APIs on http://{host}:{port}")
-    serve(host, port, workers=workers, access_log=access_log, max_upload=max_upload, auth=auth)
+    serve(host, port, workers=workers, access_log=access_log, max_upload=max_upload, auth=auth,
+          monitor=monitor)
 

@@ -1,0 +1,217 @@
+"""The closed loop on a real server on loopback: drift found on shifted traffic, traffic moved
+to the fallback alias and a retrained challenger put on a canary with no failed request, a bad
+challenger rolled back by the canary guard, a good one promoted, and every action undoable."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from threadline.errors import InvalidArgument
+from threadline.monitor.loop import Monitor
+from threadline.registry import ModelRegistry
+from threadline.serving.app import create_app
+from threadline.serving.deployments import Deployments
+from threadline.serving.predlog import read_log
+
+from .servers import Running
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from threadline.data.repos import DataRepos
+
+FEATURES = ["x0", "x1", "x2"]
+RETRAIN = '''
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from sklearn.linear_model import LogisticRegression
+
+from threadline.pipelines import Input, Output, Pipeline, step
+
+
+@step
+def retrain(log=Input("predictions-live@main"), out=Output()):
+    from threadline.registry import ModelRegistry
+    from threadline.serving.feedback import join_feedback
+
+    registry = ModelRegistry.open()
+    joined = join_feedback(registry.repos, "live")
+    joined = joined.filter(pc.is_valid(joined["label"]))
+    frame = joined.select(["in.x0", "in.x1", "in.x2", "label"]).to_pandas()
+    frame.columns = ["x0", "x1", "x2", "y"]
+    model = LogisticRegression().fit(frame[["x0", "x1", "x2"]], frame["y"])
+    pq.write_table(joined.select(["in.x0"]), out / "rows.parquet")
+    registry.register("m", model, example=frame[["x0", "x1", "x2"]].head(5),
+                      data=["predictions-live@main"])
+
+
+pipeline = Pipeline("retrain-m", steps=[retrain])
+'''
+
+
+def _data(n: int, seed: int, shift: float = 0.0) -> tuple[pd.DataFrame, np.ndarray[Any, Any]]:
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(rng.normal(size=(n, 3)), columns=FEATURES)
+    y = (x.x0 + 0.5 * x.x1 > 0).astype(int).to_numpy()
+    x["x0"] += shift
+    return x, y
+
+
+@pytest.fixture
+def registry(home: DataRepos, tmp_path: Path) -> ModelRegistry:
+    """`m` v1 (production), v2 (fallback), v3 (trained on flipped labels: a bad challenger)."""
+    registry = ModelRegistry(home)
+    x, y = _data(3000, 0)
+    folder = tmp_path / "train-data"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pandas(x.assign(y=y)), folder / "train.parquet")
+    home.create("train")
+    home.commit("train", [folder], message="training table")
+    for labels in (y, y, 1 - y):
+        registry.register("m", LogisticRegression().fit(x, labels), example=x.head(5),
+                          data=["train@main:train.parquet"])
+    registry.set_alias("m", "production", 1)
+    registry.set_alias("m", "fallback", 2)
+    (tmp_path / "retrain_m.py").write_text(RETRAIN)
+    return registry
+
+
+class Traffic:
+    """A client thread sending rows (and their labels as feedback) until stopped."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.client = httpx.Client(base_url=url, timeout=30)
+        self.statuses: list[int] = []
+        self.versions: list[str] = []
+
+    def close(self) -> None:
+        self.client.close()
+
+    def send(self, x: pd.DataFrame, y: np.ndarray[Any, Any]) -> None:
+        """Every row once, labels posted after the answers."""
+        items = []
+        for i, row in enumerate(x.to_dict(orient="records")):
+            answer = self.client.post("/predict", json=[row], headers={"x-threadline-key": f"k{i}"})
+            self.statuses.append(answer.status_code)
+            if answer.status_code == 200:
+                self.versions.append(answer.headers["x-model-version"])
+                items.append({"request_id": answer.headers["x-request-id"], "label": int(y[i])})
+        for start in range(0, len(items), 200):
+            assert self.client.post("/feedback", json={"items": items[start:start + 200]}).status_code == 200
+
+
+@pytest.fixture
+def live(registry: ModelRegistry) -> Iterator[tuple[Running, Monitor, Deployments]]:
+    deployments = Deployments(registry)
+    deployments.create("live", [{"model": "m@production"}],
+                       {"refresh_s": 0.1, "log_flush_s": 0.1, "cache": {"enabled": False}})
+    server = Running(create_app(registry, deployments, ["live"]))
+    yield server, Monitor(registry), deployments
+    server.stop()
+
+
+def _logged(registry: ModelRegistry, rows: int) -> None:
+    """Wait until the log holds `rows` rows (it commits every 0.1 s)."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if read_log(registry.repos, "live").num_rows >= rows:
+                return
+        except LookupError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the log never reached {rows} rows")
+
+
+def test_drift_falls_back_retrains_and_promotes_with_no_failed_request(
+        live: tuple[Running, Monitor, Deployments], registry: ModelRegistry) -> None:
+    server, monitor, deployments = live
+    monitor.set_policy("live", {"on_drift": ["fallback", "retrain"], "key_columns": ["x0"],
+                                "retrain": {"module": "retrain_m", "canary_percent": 50},
+                                "canary": {"min_requests": 50, "promote_after": 1,
+                                           "max_accuracy_drop": 0.1},
+                                "alerts": [{"name": "drift", "metric": "drift.share", "op": "above",
+                                            "threshold": 0.2}]})
+    traffic = Traffic(server.url)
+    traffic.send(*_data(400, 3))
+    _logged(registry, 400)
+    calm = monitor.run_once("live")
+    assert calm.check.verdict == "ok"
+    assert calm.actions == []
+    traffic.send(*_data(400, 5, shift=2.5))
+    _logged(registry, 800)
+    busy = threading.Event()
+    background = Traffic(server.url)
+
+    def steady() -> None:  # traffic keeps flowing while the policy acts
+        seed = 100
+        while not busy.is_set():
+            seed += 1
+            background.send(*_data(20, seed, shift=2.5))
+
+    thread = threading.Thread(target=steady)
+    thread.start()
+    try:
+        drifted = monitor.run_once("live")
+        assert drifted.check.verdict == "drift"
+        assert drifted.check.versions["m/1"]["drift"]["drifted"] == ["x0"]  # x1, x2 unchanged
+        assert [a["action"] for a in drifted.actions] == ["fallback", "retrain"]
+        assert [e.kind for e in drifted.alerts] == ["firing"]
+        routes = deployments.get("live").spec.routes
+        assert [(r.model, r.mode) for r in routes] == [("m@fallback", "primary"), ("m@4", "canary")]
+        traffic.send(*_data(400, 6, shift=2.5))
+        _logged(registry, read_log(registry.repos, "live").num_rows + 1)
+        promoted = monitor.run_once("live")
+    finally:
+        busy.set()
+        thread.join(60)
+        background.close()
+    traffic.close()
+    assert [a["action"] for a in promoted.actions] == ["promote"]
+    assert registry.get_version("m@production").version == 4
+    assert [(r.model, r.mode) for r in deployments.get("live").spec.routes] == [("m@production", "primary")]
+    assert set(traffic.statuses) | set(background.statuses) == {200}
+    assert {"m/1", "m/2", "m/4"} <= set(traffic.versions) | set(background.versions)
+    undone = monitor.undo(promoted.actions[0]["id"])
+    assert registry.get_version("m@production").version == 1
+    assert undone["revision"] == deployments.get("live").revision
+    with pytest.raises(InvalidArgument, match="undone already"):
+        monitor.undo(promoted.actions[0]["id"])
+
+
+def test_canary_guard_rolls_a_bad_challenger_back(live: tuple[Running, Monitor, Deployments],
+                                                  registry: ModelRegistry) -> None:
+    server, monitor, deployments = live
+    monitor.set_policy("live", {"canary": {"min_requests": 50, "promote_after": 2}})
+    deployments.set_canary("live", "m@3", 50)  # trained on flipped labels
+    traffic = Traffic(server.url)
+    traffic.send(*_data(300, 4))
+    _logged(registry, 300)
+    guarded = monitor.run_once("live")
+    (action,) = guarded.actions
+    assert action["action"] == "rollback"
+    assert "accuracy" in action["reason"]
+    assert [r.mode for r in deployments.get("live").spec.routes] == ["primary"]
+    assert set(traffic.statuses) == {200}
+    assert [a["action"] for a in monitor.actions("live")] == ["rollback"]
+    traffic.close()
+
+
+def test_empty_and_unlabelled_windows_give_no_verdict(live: tuple[Running, Monitor, Deployments],
+                                                      registry: ModelRegistry) -> None:
+    _server, monitor, _deployments = live
+    empty = monitor.run_once("live")
+    assert (empty.check.rows, empty.check.verdict, empty.actions) == (0, "no_verdict", [])
