@@ -215,3 +215,26 @@ def test_empty_and_unlabelled_windows_give_no_verdict(live: tuple[Running, Monit
     _server, monitor, _deployments = live
     empty = monitor.run_once("live")
     assert (empty.check.rows, empty.check.verdict, empty.actions) == (0, "no_verdict", [])
+
+
+def test_report_shows_drifted_columns_accuracy_and_actions(
+        live: tuple[Running, Monitor, Deployments], registry: ModelRegistry) -> None:
+    from threadline.monitor.report import render_report
+
+    server, monitor, _deployments = live
+    monitor.set_policy("live", {"on_drift": ["fallback"], "key_columns": ["x0"]})
+    traffic = Traffic(server.url)
+    traffic.send(*_data(300, 5, shift=2.5))
+    traffic.close()
+    _logged(registry, 300)
+    done = monitor.run_once("live")
+    assert done.check.verdict == "drift"
+    page = render_report(monitor, "live")
+    assert "x0: reference vs window" in page  # the drifted column's histograms
+    assert "x1: reference vs window" not in page
+    assert "accuracy over time" in page
+    assert "fallback" in page
+    assert "<script" not in page
+    assert render_report(monitor, "live", done.check.id[:8]) == page
+    with pytest.raises(LookupError, match="no monitoring check"):
+        render_report(monitor, "live", "ffffffff")

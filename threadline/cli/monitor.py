@@ -193,3 +193,18 @@ def approve(deployment: str, by: Annotated[str, typer.Option(help="Who approves.
     data = repos()
     _monitor().approve(deployment, by or data.author)
     err_console.print(f"approved the canary of {escape(deployment)}")
+
+
+@app.command()
+def report(
+    deployment: str,
+    check: Annotated[str | None, typer.Option(help="A check id (prefix); default: the latest.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML.")]
+    = Path("monitor-report.html"),
+) -> None:
+    """Write the HTML report of a check: drift per column with histograms, accuracy over time,
+    actions."""
+    from threadline.monitor.report import render_report
+
+    output.write_text(render_report(_monitor(), deployment, check))
+    err_console.print(f"wrote {output}")

@@ -77,3 +77,29 @@ def histogram(title: str, edges: Sequence[float], counts: Sequence[float], x_lab
     parts.append(f'<text x="{lx + 2:.1f}" y="{_xy(0, 1)[1] + 10:.1f}" font-size="10">'
                  f"max {top:.0f}</text>")
     return _frame(title, x_label, "rows", "".join(parts))
+
+
+def paired_bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]],
+                x_label: str) -> str:
+    """Side-by-side bars per label, one colour per series (shares in [0, 1]), with a legend;
+    the first and last labels mark the axis ends."""
+    if not labels or not series:
+        return _frame(title, x_label, "share", "")
+    top = max((max(values) for _, values in series if len(values)), default=0.0) or 1.0
+    slot = 1.0 / len(labels)
+    bar = slot / (len(series) + 0.5)
+    parts = []
+    for s, (name, values) in enumerate(series):
+        colour = COLOURS[s % len(COLOURS)]
+        for i, value in enumerate(values):
+            (x0, y0), (x1, y1) = _xy(i * slot + s * bar, value / top), _xy(i * slot + (s + 1) * bar, 0)
+            parts.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{max(x1 - x0 - 0.5, 0.5):.1f}" '
+                         f'height="{y1 - y0:.1f}" fill="{colour}"/>')
+        lx, ly = _xy(0.62, 0.95 - 0.08 * s)
+        parts.append(f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="10" fill="{colour}">'
+                     f"{html.escape(name[:24])}</text>")
+    (lx, ly), (rx, _) = _xy(0, 0), _xy(1, 0)
+    parts.append(f'<text x="{lx:.1f}" y="{ly + 12:.1f}" font-size="10">{html.escape(labels[0][:16])}</text>')
+    parts.append(f'<text x="{rx:.1f}" y="{ly + 12:.1f}" font-size="10" text-anchor="end">'
+                 f"{html.escape(labels[-1][:16])}</text>")
+    return _frame(title, x_label, "share", "".join(parts))

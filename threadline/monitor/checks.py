@@ -111,7 +111,7 @@ def read_empty() -> pa.Table:
     return pa.table({"ts": pa.array([], pa.int64()), "version": pa.array([], pa.int64())})
 
 
-def _inputs(rows: pa.Table, reference: Reference) -> dict[str, Any]:
+def window_inputs(rows: pa.Table, reference: Reference) -> dict[str, Any]:
     """The logged inputs the reference knows, as the reference types them: requests carry JSON
     numbers where training had booleans or codes, so a categorical reference gets text
     (booleans as "true"/"false") and a numeric one gets floats."""
@@ -141,7 +141,7 @@ def _version_checks(registry: ModelRegistry, references: References, policy: Pol
                       "p95_ms": float(np.percentile(latency, 95)) if latency.size else None}
     try:
         reference = references.get(uri)
-        report = check_drift(reference, summarise(reference, _inputs(ok, reference)),
+        report = check_drift(reference, summarise(reference, window_inputs(ok, reference)),
                              **policy.drift_options)
         out["drift"] = report.to_dict()
     except (NotFound, ValueError) as exc:
