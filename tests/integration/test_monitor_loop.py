@@ -150,6 +150,7 @@ def test_drift_falls_back_retrains_and_promotes_with_no_failed_request(
     _logged(registry, 400)
     calm = monitor.run_once("live")
     assert calm.check.verdict == "ok"
+    assert calm.check.versions["m/1"]["prediction_drift"]["drifted"] == []
     assert calm.actions == []
     traffic.send(*_data(400, 5, shift=2.5))
     _logged(registry, 800)
@@ -168,6 +169,8 @@ def test_drift_falls_back_retrains_and_promotes_with_no_failed_request(
         drifted = monitor.run_once("live")
         assert drifted.check.verdict == "drift"
         assert drifted.check.versions["m/1"]["drift"]["drifted"] == ["x0"]  # x1, x2 unchanged
+        # the answers moved too: more positives than the model gives on its training data
+        assert drifted.check.versions["m/1"]["prediction_drift"]["drifted"] == ["prediction"]
         assert [a["action"] for a in drifted.actions] == ["fallback", "retrain"]
         assert [e.kind for e in drifted.alerts] == ["firing"]
         routes = deployments.get("live").spec.routes

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import select
 
+from threadline.data.tables import TABLE_SUFFIXES, read_table
 from threadline.errors import NotFound
 from threadline.meta.models import MonitorCheckRow
 from threadline.monitor.accuracy import (
@@ -30,13 +31,13 @@ from threadline.monitor.accuracy import (
     top_probability,
 )
 from threadline.monitor.drift import check_drift
+from threadline.monitor.reference import Reference
 from threadline.monitor.version_reference import reference_for_version
 from threadline.monitor.window import summarise
 from threadline.serving.feedback import join_feedback
 
 if TYPE_CHECKING:
     from threadline.monitor.policy import Policy
-    from threadline.monitor.reference import Reference
     from threadline.registry.registry import ModelRegistry
 
 
@@ -60,12 +61,41 @@ class CheckResult:
                 "versions": self.versions, "values": self.values}
 
 
+#: training rows scored to summarise a version's own predictions
+PREDICTION_SAMPLE = 20_000
+
+
 class References:
     """Reference summaries by version, built once per process (they never change)."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, trusted: tuple[str, ...] = ()) -> None:
         self.registry = registry
+        self.trusted = trusted
         self._cache: dict[str, Reference] = {}
+        self._predictions: dict[str, Reference | None] = {}
+
+    def predictions(self, version_uri: str) -> Reference | None:
+        """The distribution of the version's own answers on (a sample of) its training table,
+        summarised like an input column, so the answers served can be checked for drift too;
+        None when the version records no readable training table."""
+        if version_uri in self._predictions:
+            return self._predictions[version_uri]
+        version = self.registry.get_version(version_uri)
+        inputs = (version.signature or {}).get("inputs") or {}
+        columns = [str(c["name"]) for c in inputs.get("columns", [])]
+        found: Reference | None = None
+        entry = next((e for e in version.data if str(e.get("path") or "").lower().endswith(TABLE_SUFFIXES)),
+                     None)
+        if entry is not None and columns:
+            table = read_table(self.registry.repos, f"{entry['repo']}@{entry['commit']}:{entry['path']}")
+            if set(columns) <= set(table.column_names):
+                frame = table.select(columns).slice(0, PREDICTION_SAMPLE).to_pandas()
+                model = self.registry.load_version(version, trusted=self.trusted)
+                answers = np.asarray(model.predict(frame))
+                if answers.ndim == 1:
+                    found = Reference.from_table({"prediction": answers})
+        self._predictions[version_uri] = found
+        return found
 
     def get(self, version_uri: str) -> Reference:
         """The reference summary of a version (`name@N`)."""
@@ -111,13 +141,13 @@ def read_empty() -> pa.Table:
     return pa.table({"ts": pa.array([], pa.int64()), "version": pa.array([], pa.int64())})
 
 
-def window_inputs(rows: pa.Table, reference: Reference) -> dict[str, Any]:
+def window_inputs(rows: pa.Table, reference: Reference, *, prefix: str = INPUT_PREFIX) -> dict[str, Any]:
     """The logged inputs the reference knows, as the reference types them: requests carry JSON
     numbers where training had booleans or codes, so a categorical reference gets text
     (booleans as "true"/"false") and a numeric one gets floats."""
     out: dict[str, Any] = {}
     for name, ref in reference.columns.items():
-        column = f"{INPUT_PREFIX}{name}"
+        column = f"{prefix}{name}"
         if column not in rows.column_names:
             continue
         values = rows[column].to_pylist()
@@ -144,6 +174,12 @@ def _version_checks(registry: ModelRegistry, references: References, policy: Pol
         report = check_drift(reference, summarise(reference, window_inputs(ok, reference)),
                              **policy.drift_options)
         out["drift"] = report.to_dict()
+        answers = references.predictions(uri) if "prediction" in ok.column_names else None
+        if answers is not None:
+            served = {"prediction": ok["prediction"]}
+            out["prediction_drift"] = check_drift(
+                answers, summarise(answers, window_inputs(pa.table(served), answers, prefix="")),
+                **policy.drift_options).to_dict()
     except (NotFound, ValueError) as exc:
         out["drift"] = {"error": str(exc)}
     points = realised(ok, metric=policy.metric) if "label" in ok.column_names else []
@@ -221,6 +257,9 @@ def flatten(versions: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         drift = found.get("drift") or {}
         flat = {"rows": float(found["rows"]), "error_rate": found.get("error_rate"),
                 "latency.p50_ms": found["latency"]["p50_ms"], "latency.p95_ms": found["latency"]["p95_ms"],
+                "prediction_drift.drifted": (
+                    float(bool((found.get("prediction_drift") or {}).get("drifted")))
+                    if "prediction_drift" in found else None),
                 "drift.share": drift.get("share"), "drift.drifted": (
                     float(len(drift.get("drifted", []))) if "drifted" in drift else None),
                 "accuracy.value": found["accuracy"]["value"],
