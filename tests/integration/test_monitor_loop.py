@@ -241,3 +241,18 @@ def test_report_shows_drifted_columns_accuracy_and_actions(
     assert render_report(monitor, "live", done.check.id[:8]) == page
     with pytest.raises(LookupError, match="no monitoring check"):
         render_report(monitor, "live", "ffffffff")
+
+
+def test_scheduler_runs_each_policy_on_its_interval(live: tuple[Running, Monitor, Deployments],
+                                                     registry: ModelRegistry) -> None:
+    from threadline.monitor.scheduler import Scheduler
+
+    _server, monitor, _deployments = live
+    scheduler = Scheduler(registry)
+    assert scheduler.due() == []  # no policy yet
+    monitor.set_policy("live", {"interval_s": 3600})
+    scheduler.tick()
+    scheduler.tick()  # the interval has not elapsed: no second pass
+    assert scheduler.passes == 1
+    assert scheduler.due() == []
+    assert [c.verdict for c in [monitor.run_once("live").check]] == ["no_verdict"]

@@ -69,6 +69,8 @@ def policy(
 
     monitor = _monitor()
     if file is not None:
+        if not file.is_file():
+            raise InvalidArgument(f"policy file {file} does not exist")
         spec = yaml.safe_load(file.read_text())
         if not isinstance(spec, dict):
             raise InvalidArgument(f"{file} must hold a mapping (see `threadline monitor policy --help`)")
@@ -208,3 +210,29 @@ def report(
 
     output.write_text(render_report(_monitor(), deployment, check))
     err_console.print(f"wrote {output}")
+
+
+@app.command()
+def accuracy(
+    deployment: str,
+    window_minutes: Annotated[float | None, typer.Option(help="Group labels by windows this long.")]
+    = None,
+    slice_by: Annotated[str | None, typer.Option(help="An input column to slice by.")] = None,
+    metric: Annotated[str, typer.Option(help="accuracy, error_rate, mae or rmse.")] = "accuracy",
+    as_json: JsonOpt = False,
+) -> None:
+    """Realised accuracy from the labels received, per window, version, route and slice."""
+    from threadline.monitor.accuracy import realised
+    from threadline.serving.feedback import join_feedback
+
+    joined = join_feedback(repos(), deployment)
+    points = realised(joined, metric=metric, slice_by=slice_by,
+                      window_ms=int(window_minutes * 60_000) if window_minutes else None)
+    if as_json:
+        emit_json([p.to_dict() for p in points])
+        return
+    table = Table("window", "version", "route", "slice", "labelled rows", metric)
+    for p in points:
+        table.add_row(_when(p.window_start), f"v{p.version}", escape(p.route), escape(p.slice or "-"),
+                      str(p.rows), _fmt(p.value))
+    console.print(table)

@@ -82,3 +82,28 @@ def test_policy_parsing_names_bad_values() -> None:
                          ({"retrain": {"pipeline": "x"}}, "needs module")]:
         with pytest.raises(InvalidArgument, match=message):
             parse_policy(bad)
+
+
+def test_label_free_estimate_tracks_accuracy_under_input_shift() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(7)
+
+    def sample(n: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(n, 3)) + np.array([shift, 0, 0])
+        p = 1 / (1 + np.exp(-(1.5 * x[:, 0] - x[:, 1] + 0.5)))
+        return x, (rng.uniform(size=n) < p).astype(int)
+
+    model = LogisticRegression().fit(*sample(20_000, 0.0))
+    for shift in (0.0, 1.0, -1.5):  # covariate shift: inputs move, the relation stays
+        x, y = sample(20_000, shift)
+        realised_accuracy = float((model.predict(x) == y).mean())
+        estimated = estimate_accuracy(model.predict_proba(x).max(axis=1))
+        assert estimated is not None
+        assert abs(estimated - realised_accuracy) < 0.02, (shift, estimated, realised_accuracy)
+    # its blind spot: the relation between inputs and labels changes (concept drift)
+    x, y = sample(20_000, 0.0)
+    flipped = 1 - y
+    estimated = estimate_accuracy(model.predict_proba(x).max(axis=1))
+    assert estimated is not None
+    assert estimated - float((model.predict(x) == flipped).mean()) > 0.4
