@@ -82,6 +82,8 @@ def registry(home: DataRepos, tmp_path: Path) -> ModelRegistry:
     registry.set_alias("m", "production", 1)
     registry.set_alias("m", "fallback", 2)
     (tmp_path / "retrain_m.py").write_text(RETRAIN)
+    # a retraining job with a bug: its labels are flipped
+    (tmp_path / "retrain_bad.py").write_text(RETRAIN.replace('frame["y"])', '1 - frame["y"])'))
     return registry
 
 
@@ -172,6 +174,9 @@ def test_drift_falls_back_retrains_and_promotes_with_no_failed_request(
         # the answers moved too: more positives than the model gives on its training data
         assert drifted.check.versions["m/1"]["prediction_drift"]["drifted"] == ["prediction"]
         assert [a["action"] for a in drifted.actions] == ["fallback", "retrain"]
+        offline = drifted.actions[1]["offline"]  # scored on recent labelled rows before a canary
+        assert offline["rows"] >= 400
+        assert offline["challenger"] > offline["champion"] - 0.1
         assert [e.kind for e in drifted.alerts] == ["firing"]
         routes = deployments.get("live").spec.routes
         assert [(r.model, r.mode) for r in routes] == [("m@fallback", "primary"), ("m@4", "canary")]
@@ -256,3 +261,20 @@ def test_scheduler_runs_each_policy_on_its_interval(live: tuple[Running, Monitor
     assert scheduler.passes == 1
     assert scheduler.due() == []
     assert [c.verdict for c in [monitor.run_once("live").check]] == ["no_verdict"]
+
+
+def test_a_retrained_model_worse_offline_never_gets_traffic(
+        live: tuple[Running, Monitor, Deployments], registry: ModelRegistry) -> None:
+    server, monitor, deployments = live
+    monitor.set_policy("live", {"on_drift": ["fallback", "retrain"], "key_columns": ["x0"],
+                                "retrain": {"module": "retrain_bad"}})
+    traffic = Traffic(server.url)
+    traffic.send(*_data(400, 5, shift=2.5))
+    traffic.close()
+    _logged(registry, 400)
+    done = monitor.run_once("live")
+    fallback, retrain = done.actions
+    assert (fallback["action"], retrain["action"], retrain["status"]) == ("fallback", "retrain", "rejected")
+    assert "scores" in retrain["reason"]
+    assert retrain["offline"]["challenger"] < retrain["offline"]["champion"]
+    assert [r.mode for r in deployments.get("live").spec.routes] == ["primary"]  # no canary

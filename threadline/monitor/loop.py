@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pyarrow.compute as pc
 from sqlalchemy import select
 
 from threadline.errors import InvalidArgument, NotFound, ThreadlineError
@@ -33,6 +35,7 @@ from threadline.monitor.webhook import parse_webhooks
 from threadline.registry.errors import GateFailed
 from threadline.registry.names import parse_model_uri
 from threadline.serving.deployments import Deployments
+from threadline.serving.feedback import join_feedback
 
 if TYPE_CHECKING:
     import threading
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
     from threadline.serving.spec import Route
 
 log = logging.getLogger(__name__)
+#: most recent labelled rows a challenger is scored on before it gets traffic
+OFFLINE_ROWS = 5000
 
 
 @dataclass
@@ -192,12 +197,49 @@ class Monitor:
         detail: dict[str, Any] = {"pipeline": name, "run": getattr(result, "run_id", None)}
         if latest <= before:
             return {**detail, "status": "no_new_version"}
+        challenger = f"{model}@{latest}"
+        offline = self._offline(deployment, challenger, policy)
+        detail["offline"] = offline
+        if offline.get("challenger") is not None and offline.get("champion") is not None and \
+                offline["challenger"] < offline["champion"] - policy.canary.max_accuracy_drop:
+            return {**detail, "status": "rejected", "challenger": challenger,
+                    "reason": f"{challenger} scores {offline['challenger']:.3f} on the recent labelled "
+                              f"rows, the served versions {offline['champion']:.3f}"}
         current = self.deployments.get(deployment)
         percent = float(policy.retrain.get("canary_percent", 10))
         after = self.deployments.set_canary(deployment, f"{model}@{latest}", percent, actor="monitor",
                                             message=f"challenger {model}@{latest} from retraining")
         return {**detail, "challenger": f"{model}@{latest}", "canary_percent": percent,
                 "revision_before": current.revision, "revision_after": after.revision}
+
+    def _offline(self, deployment: str, challenger: str, policy: Policy) -> dict[str, Any]:
+        """The challenger's accuracy on the most recent labelled rows, beside what the served
+        versions achieved on the same rows (before any traffic is risked on it)."""
+        from threadline.monitor.accuracy import input_matrix
+
+        try:
+            joined = join_feedback(self.registry.repos, deployment)
+        except NotFound:
+            return {}
+        if "label" not in joined.column_names or joined.num_rows == 0:
+            return {}
+        labelled = joined.filter(pc.and_(pc.is_valid(joined["label"]), pc.equal(joined["status"], 200)))
+        labelled = labelled.filter(pc.not_equal(labelled["mode"], "shadow"))
+        labelled = labelled.slice(max(labelled.num_rows - OFFLINE_ROWS, 0))
+        if labelled.num_rows == 0:
+            return {}
+        version = self.registry.get_version(challenger)
+        inputs = (version.signature or {}).get("inputs") or {}
+        features = [str(c["name"]) for c in inputs.get("columns", [])]
+        import pandas as pd
+
+        frame = pd.DataFrame(input_matrix(labelled, features), columns=features)
+        answers = np.asarray(self.registry.load_version(version, trusted=policy.trusted).predict(frame))
+        actual = np.asarray(labelled["label"].to_pylist(), dtype=object).astype(str)
+        served = np.asarray(labelled["prediction"].to_pylist(), dtype=object).astype(str)
+        return {"rows": labelled.num_rows,
+                "challenger": float(np.mean(answers.astype(object).astype(str) == actual)),
+                "champion": float(np.mean(served == actual))}
 
     def _guard_canary(self, done: Pass, deployment: str, policy: Policy) -> None:
         spec = self.deployments.get(deployment).spec

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from threadline.config import ENV_DATABASE_URL, ENV_STORE_URL, settings_for
+from threadline.config import ENV_DATABASE_URL, ENV_HOME, ENV_STORE_URL, settings_for
 from threadline.data.checkout import checkout
 from threadline.data.connect import connect
 from threadline.data.manifest import FileEntry
@@ -43,6 +44,8 @@ from threadline.pipelines.yaml_spec import render
 from threadline.storage.files import restore_files
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from threadline.data.repos import DataRepos
 
 LOG_TAIL = 4000
@@ -51,6 +54,29 @@ RUN_KIND = "pipeline_run"
 
 class StepError(ThreadlineError):
     """A step's own code or command failed; nothing was published."""
+
+
+@contextlib.contextmanager
+def job_environment(job: dict[str, Any]) -> Iterator[None]:
+    """The job's home as the process's home while its step runs: step code that opens the SDK
+    (`ModelRegistry.open()`, `tl.data.repo(...)`) must reach the home the run belongs to, not
+    the one this long-lived worker process was started for."""
+    wanted = {ENV_HOME: str(job["home"]), ENV_DATABASE_URL: job.get("database_url") or "",
+              ENV_STORE_URL: job.get("store_url") or ""}
+    saved = {name: os.environ.get(name) for name in wanted}
+    for name, value in wanted.items():
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def execute_step(job: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +92,8 @@ def execute_step(job: dict[str, Any]) -> dict[str, Any]:
         if job["step"]["kind"] == "builtin":
             commit_id, counts = _run_builtin(repos, job), (1, 0, 0)
         else:
-            commit_id, counts = _run_and_commit(repos, job, scratch, log)
+            with job_environment(job):
+                commit_id, counts = _run_and_commit(repos, job, scratch, log)
         return {"commit": commit_id, "processed": counts[0], "skipped": counts[1],
                 "removed": counts[2], "log": log.getvalue()[-LOG_TAIL:],
                 "duration_s": time.perf_counter() - started}
@@ -94,7 +121,8 @@ def process_datums(job: dict[str, Any]) -> dict[str, Any]:
     try:
         out = scratch / "out"
         out.mkdir()
-        _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
+        with job_environment(job):
+            _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
         files = scan([out])
         with repos.lock.shared():
             cache = StatCache(repos.stat_cache_path)
@@ -148,7 +176,8 @@ def _run_and_commit(repos: DataRepos, job: dict[str, Any], scratch: Path,
         _invoke(job["step"], _checkout_inputs(repos, job, scratch), out, job["params"], log)
         processed = 1
     else:
-        _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
+        with job_environment(job):
+            _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
         processed = len(plan["process"])
     return _commit(repos, job, out, produced), (processed, len(plan.get("reuse", [])),
                                                 len(plan.get("removed", [])))
