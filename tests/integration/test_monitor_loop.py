@@ -5,7 +5,7 @@ challenger rolled back by the canary guard, a good one promoted, and every actio
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -88,12 +88,16 @@ def registry(home: DataRepos, tmp_path: Path) -> ModelRegistry:
 
 
 class Traffic:
-    """A client thread sending rows (and their labels as feedback) until stopped."""
+    """A client sending rows, then their labels as feedback."""
+
+    #: every client opened, closed by the `live` fixture
+    opened: ClassVar[list[Any]] = []
 
     def __init__(self, url: str) -> None:
         import httpx
 
         self.client = httpx.Client(base_url=url, timeout=30)
+        Traffic.opened.append(self.client)
         self.statuses: list[int] = []
         self.versions: list[str] = []
 
@@ -120,6 +124,9 @@ def live(registry: ModelRegistry) -> Iterator[tuple[Running, Monitor, Deployment
                        {"refresh_s": 0.1, "log_flush_s": 0.1, "cache": {"enabled": False}})
     server = Running(create_app(registry, deployments, ["live"]))
     yield server, Monitor(registry), deployments
+    for client in Traffic.opened:  # closed even when a test failed half-way
+        client.close()
+    Traffic.opened.clear()
     server.stop()
 
 
