@@ -285,3 +285,35 @@ def test_a_retrained_model_worse_offline_never_gets_traffic(
     assert "scores" in retrain["reason"]
     assert retrain["offline"]["challenger"] < retrain["offline"]["champion"]
     assert [r.mode for r in deployments.get("live").spec.routes] == ["primary"]  # no canary
+
+
+def test_a_challenger_is_shadowed_then_canaried_then_promoted(
+        live: tuple[Running, Monitor, Deployments], registry: ModelRegistry) -> None:
+    server, monitor, deployments = live
+    monitor.set_policy("live", {"on_drift": ["fallback", "retrain"], "key_columns": ["x0"],
+                                "retrain": {"module": "retrain_m", "stage": "shadow", "canary_percent": 50},
+                                "canary": {"min_requests": 50, "promote_after": 1, "max_accuracy_drop": 0.1}})
+    traffic = Traffic(server.url)
+    traffic.send(*_data(400, 5, shift=2.5))
+    _logged(registry, 400)
+    drifted = monitor.run_once("live")
+    assert [(a["action"], a.get("stage")) for a in drifted.actions] == [
+        ("fallback", None), ("retrain", "shadow")]
+    routes = {(r.model, r.mode) for r in deployments.get("live").spec.routes}
+    assert routes == {("m@fallback", "primary"), ("m@4", "shadow")}
+    traffic.send(*_data(300, 6, shift=2.5))
+    assert "m/4" not in traffic.versions  # a shadow's answers are never returned
+    # the primary's rows and the shadow's copies (of the requests after the route table swap)
+    _logged(registry, 400 + 300 + 200)
+    shadowed = monitor.run_once("live")
+    assert shadowed.check.shadows["m/4"]["accuracy"]["labelled_rows"] >= 200
+    assert [a["action"] for a in shadowed.actions] == ["canary"]
+    routes = {(r.model, r.mode) for r in deployments.get("live").spec.routes}
+    assert routes == {("m@fallback", "primary"), ("m@4", "canary")}
+    before = read_log(registry.repos, "live").num_rows
+    traffic.send(*_data(300, 8, shift=2.5))
+    _logged(registry, before + 300)
+    promoted = monitor.run_once("live")
+    assert [a["action"] for a in promoted.actions] == ["promote"]
+    assert registry.get_version("m@production").version == 4
+    assert set(traffic.statuses) == {200}

@@ -52,13 +52,15 @@ class CheckResult:
     rows: int
     verdict: str
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: versions answering a copy of the traffic (shadow routes): rows, accuracy, errors, latency
+    shadows: dict[str, dict[str, Any]] = field(default_factory=dict)
     values: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (stored in the check row, printed by `threadline monitor run --json`)."""
         return {"id": self.id, "deployment": self.deployment, "window_start": self.window_start,
                 "window_end": self.window_end, "rows": self.rows, "verdict": self.verdict,
-                "versions": self.versions, "values": self.values}
+                "versions": self.versions, "shadows": self.shadows, "values": self.values}
 
 
 #: training rows scored to summarise a version's own predictions
@@ -163,12 +165,8 @@ def window_inputs(rows: pa.Table, reference: Reference, *, prefix: str = INPUT_P
 def _version_checks(registry: ModelRegistry, references: References, policy: Policy,
                     model: str, version: int, rows: pa.Table, history: pa.Table) -> dict[str, Any]:
     uri = f"{model}@{version}"
-    out: dict[str, Any] = {"rows": rows.num_rows}
+    out: dict[str, Any] = live_stats(rows, policy)
     ok = rows.filter(pc.equal(rows["status"], 200)) if "status" in rows.column_names else rows
-    out["error_rate"] = 1 - ok.num_rows / rows.num_rows if rows.num_rows else None
-    latency = rows["latency_ms"].to_numpy() if "latency_ms" in rows.column_names else np.array([])
-    out["latency"] = {"p50_ms": float(np.percentile(latency, 50)) if latency.size else None,
-                      "p95_ms": float(np.percentile(latency, 95)) if latency.size else None}
     try:
         reference = references.get(uri)
         report = check_drift(reference, summarise(reference, window_inputs(ok, reference)),
@@ -182,10 +180,6 @@ def _version_checks(registry: ModelRegistry, references: References, policy: Pol
                 **policy.drift_options).to_dict()
     except (NotFound, ValueError) as exc:
         out["drift"] = {"error": str(exc)}
-    points = realised(ok, metric=policy.metric) if "label" in ok.column_names else []
-    labelled = sum(p.rows for p in points)
-    value = (sum((p.value or 0) * p.rows for p in points) / labelled) if labelled else None
-    out["accuracy"] = {"metric": policy.metric, "value": value, "labelled_rows": labelled}
     if policy.estimate and ok.num_rows and policy.metric == "accuracy":
         try:
             confidence = top_probability(registry, uri, ok, trusted=policy.trusted)
@@ -225,6 +219,12 @@ def run_check(registry: ModelRegistry, deployment: str, policy: Policy, *,
             history = _history(registry, deployment, model, version, start)
             result.versions[f"{model}/{version}"] = _version_checks(
                 registry, references, policy, model, version, primary.filter(mask), history)
+        shadow = rows.filter(pc.equal(rows["mode"], "shadow")) if "mode" in rows.column_names else \
+            rows.slice(0, 0)
+        for model, version in sorted({(m, int(v)) for m, v in zip(shadow["model"].to_pylist(),
+                                                                  shadow["version"].to_pylist())}):
+            mask = pc.and_(pc.equal(shadow["model"], model), pc.equal(shadow["version"], version))
+            result.shadows[f"{model}/{version}"] = live_stats(shadow.filter(mask), policy)
         result.values = flatten(result.versions)
         result.verdict = verdict(result.versions, policy)
     with registry.db.session() as session, session.begin():
@@ -233,6 +233,21 @@ def run_check(registry: ModelRegistry, deployment: str, policy: Policy, *,
                                     verdict=result.verdict, result=result.to_dict(),
                                     created_at=int(time.time() * 1000)))
     return result
+
+
+def live_stats(rows: pa.Table, policy: Policy) -> dict[str, Any]:
+    """Rows, error rate, latency and realised accuracy of some served (or shadowed) rows."""
+    ok = rows.filter(pc.equal(rows["status"], 200)) if "status" in rows.column_names else rows
+    latency = rows["latency_ms"].to_numpy() if "latency_ms" in rows.column_names else np.array([])
+    points = realised(ok, metric=policy.metric) if "label" in ok.column_names else []
+    labelled = sum(p.rows for p in points)
+    accuracy = sum((p.value or 0) * p.rows for p in points) / labelled if labelled else None
+    return {"rows": rows.num_rows,
+            "error_rate": 1 - ok.num_rows / rows.num_rows if rows.num_rows else None,
+            "latency": {"p50_ms": float(np.percentile(latency, 50)) if latency.size else None,
+                        "p95_ms": float(np.percentile(latency, 95)) if latency.size else None},
+            "accuracy": {"metric": policy.metric, "labelled_rows": labelled,
+                         "value": accuracy}}
 
 
 def _history(registry: ModelRegistry, deployment: str, model: str, version: int,

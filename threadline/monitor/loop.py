@@ -115,6 +115,7 @@ class Monitor:
             self._act(done, deployment, "fallback", lambda: self._fallback(deployment, policy, check))
         if "retrain" in trouble:
             self._act(done, deployment, "retrain", lambda: self._retrain(deployment, policy))
+        self._guard_shadow(done, deployment, policy)
         self._guard_canary(done, deployment, policy)
         return done
 
@@ -181,8 +182,9 @@ class Monitor:
         from threadline.pipelines.engine import run_pipeline
         from threadline.pipelines.python_api import find_pipelines
 
-        if any(r.mode == "canary" for r in self.deployments.get(deployment).spec.routes):
-            return None  # a challenger is on trial already: the canary guard decides first
+        routes_now = self.deployments.get(deployment).spec.routes
+        if any(r.mode == "canary" or r.name == "challenger" for r in routes_now):
+            return None  # a challenger is on trial already: the guards decide first
         model = parse_model_uri(self._primary(deployment).model).name
         before = max((v.version for v in self.registry.list_versions(model)), default=0)
         if str(Path.cwd()) not in sys.path:
@@ -206,6 +208,14 @@ class Monitor:
                     "reason": f"{challenger} scores {offline['challenger']:.3f} on the recent labelled "
                               f"rows, the served versions {offline['champion']:.3f}"}
         current = self.deployments.get(deployment)
+        if policy.retrain.get("stage", "canary") == "shadow":  # a copy of traffic first, no answers
+            routes = [_route_dict(r) for r in current.spec.routes]
+            routes.append({"name": "challenger", "model": challenger, "mode": "shadow", "weight": 100})
+            after = self.deployments.change(deployment, routes=routes, action="shadow", actor="monitor",
+                                            message=f"challenger {challenger} from retraining, shadowed",
+                                            expected_revision=current.revision)
+            return {**detail, "challenger": challenger, "stage": "shadow",
+                    "revision_before": current.revision, "revision_after": after.revision}
         percent = float(policy.retrain.get("canary_percent", 10))
         after = self.deployments.set_canary(deployment, f"{model}@{latest}", percent, actor="monitor",
                                             message=f"challenger {model}@{latest} from retraining")
@@ -240,6 +250,45 @@ class Monitor:
         return {"rows": labelled.num_rows,
                 "challenger": float(np.mean(answers.astype(object).astype(str) == actual)),
                 "champion": float(np.mean(served == actual))}
+
+    def _guard_shadow(self, done: Pass, deployment: str, policy: Policy) -> None:
+        """A shadowed challenger that held against the primary on the copied traffic moves to
+        a canary; one that did not is removed."""
+        spec = self.deployments.get(deployment).spec
+        shadow = next((r for r in spec.routes if r.mode == "shadow" and r.name == "challenger"), None)
+        primary = next((r for r in spec.routes if r.mode == "primary"), None)
+        if shadow is None or primary is None:
+            return
+        s_version = self.registry.get_version(shadow.model)
+        p_version = self.registry.get_version(primary.model)
+        stats = done.check.shadows.get(f"{s_version.name}/{s_version.version}")
+        if stats is None:
+            return
+        health = _canary_health(stats, done.check.versions.get(f"{p_version.name}/{p_version.version}"),
+                                policy)
+        if health is None:
+            return
+        percent = float(policy.retrain.get("canary_percent", 10))
+
+        def move() -> dict[str, Any]:
+            current = self.deployments.get(deployment)
+            routes = [_route_dict(r) for r in current.spec.routes if r.name != "challenger"]
+            if health is True:
+                kept = sum(r["weight"] for r in routes if r["mode"] == "primary") or 1.0
+                for r in routes:
+                    if r["mode"] == "primary":
+                        r["weight"] = r["weight"] / kept * (100 - percent)
+                routes.append({"name": "canary", "model": shadow.model, "mode": "canary", "weight": percent})
+            after = self.deployments.change(deployment, routes=routes, actor="monitor",
+                                            action="canary" if health is True else "rollback",
+                                            message=f"shadow {shadow.model}: " + (
+                                                f"held, canary at {percent:g}%" if health is True
+                                                else f"regressed ({health})"),
+                                            expected_revision=current.revision)
+            return {"challenger": shadow.model, "reason": "held in shadow" if health is True else str(health),
+                    "revision_before": current.revision, "revision_after": after.revision}
+
+        self._act(done, deployment, "canary" if health is True else "rollback", move)
 
     def _guard_canary(self, done: Pass, deployment: str, policy: Policy) -> None:
         spec = self.deployments.get(deployment).spec
@@ -361,6 +410,10 @@ class Monitor:
             assert found is not None
             found.undone_at = _now()
         return {"action": action_id, "deployment": deployment, "revision": restored.revision}
+
+
+def _route_dict(route: Route) -> dict[str, Any]:
+    return {"name": route.name, "model": route.model, "mode": route.mode, "weight": route.weight}
 
 
 def _canary_health(canary: Mapping[str, Any], primary: Mapping[str, Any] | None,

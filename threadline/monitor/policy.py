@@ -11,7 +11,7 @@
     on_drift: [fallback, retrain]
     on_breach: [fallback, retrain]
     fallback: {alias: fallback}
-    retrain: {module: churn_pipeline, pipeline: retrain, canary_percent: 10}
+    retrain: {module: churn_pipeline, pipeline: retrain, stage: shadow, canary_percent: 10}
     canary: {min_requests: 200, max_error_rate: 0.02, max_latency_ratio: 3.0,
              max_accuracy_drop: 0.02, promote_after: 2, approve: false}
 """
@@ -117,6 +117,8 @@ def parse_policy(raw: Mapping[str, Any] | None) -> Policy:
     if retrain and not isinstance(retrain.get("module"), str):
         raise InvalidArgument("policy retrain needs module: (a Python module defining the "
                               "retraining Pipeline) and optionally pipeline: NAME")
+    if retrain.get("stage", "canary") not in ("shadow", "canary"):
+        raise InvalidArgument(f"policy retrain stage must be shadow or canary, not {retrain['stage']!r}")
     return Policy(
         window_rows=int(window["rows"]) if "rows" in window else None,
         window_minutes=float(window["minutes"]) if "minutes" in window else None,
