@@ -24,6 +24,7 @@ from threadline.api import (
     mlflow_logged_models,
     mlflow_registry,
     mlflow_tracking,
+    monitoring,
     routes,
 )
 from threadline.api.http import EXTRA_STATUS, JSONResponse, Limits, Stores
@@ -164,8 +165,8 @@ def create_app(stores: Stores | None = None, *, home: Path | None = None,
                 close_stores(opened)
 
     app = Starlette(
-        routes=[*routes.routes(), *mlflow_tracking.routes(), *mlflow_logged_models.routes(),
-                *mlflow_registry.routes(), *mlflow_artifacts.routes()],
+        routes=[*routes.routes(), *monitoring.routes(), *mlflow_tracking.routes(),
+                *mlflow_logged_models.routes(), *mlflow_registry.routes(), *mlflow_artifacts.routes()],
         exception_handlers={ThreadlineError: _threadline_error, HTTPException: _http_error,
                             Exception: _unexpected},
         lifespan=lifespan,
