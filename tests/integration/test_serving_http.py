@@ -391,3 +391,12 @@ def test_canary_ramp_under_load_fails_no_request(start: Callable[..., Running],
     assert {s for s, _ in answers} == {200}
     assert {v for _, v in answers} == {"churn/1", "churn/2"}
     assert all(v == "churn/2" for _, v in answers[mark + 10:])
+
+
+def test_a_client_over_its_rate_gets_429_with_retry_after(start: Callable[..., Running]) -> None:
+    server = start("web", [{"model": "churn@1"}], {"rate_limit": 1, "rate_burst": 2})
+    statuses = [server.client.post("/predict", json=[_row()]) for _ in range(3)]
+    assert [s.status_code for s in statuses] == [200, 200, 429]
+    assert int(statuses[2].headers["retry-after"]) >= 1
+    assert "rate limit" in statuses[2].json()["error"]["message"]
+    assert server.client.get("/metrics").status_code == 200  # not limited

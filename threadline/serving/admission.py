@@ -8,6 +8,11 @@ server still reports on itself.
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Refused(Exception):
@@ -63,3 +68,32 @@ class Admission:
         """Give the slot back (call exactly once per successful `enter`)."""
         self.admitted -= 1
         self._slots.release()
+
+
+class RateLimiter:
+    """Per-client token buckets: `rate` requests per second with bursts of `burst`.
+
+    Clients are told apart by the key the app gives (the bearer token's hash, else the
+    address); the number of buckets kept is bounded, oldest forgotten first.
+    """
+
+    MAX_CLIENTS = 100_000
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = float(max(burst, 1))
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def retry_after(self, key: str) -> float | None:
+        """None when the client may go ahead (one token taken), else seconds until it may."""
+        now = self._clock()
+        tokens, last = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if len(self._buckets) >= self.MAX_CLIENTS:
+            self._buckets.pop(next(iter(self._buckets)))
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            return None
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from threadline.errors import InvalidArgument, NotFound, ThreadlineError, http_s
 from threadline.registry.signature import SignatureError
 from threadline.serving import protocols
 from threadline.serving.admission import Refused
-from threadline.serving.auth import DENIED, BearerAuth, Tokens
+from threadline.serving.auth import DENIED, BearerAuth, Tokens, token_hash
 from threadline.serving.cache import CacheSettings, open_cache
 from threadline.serving.feedback import record_feedback
 from threadline.serving.metrics import ServingMetrics
@@ -161,6 +162,13 @@ async def _answer(request: Request, served: Served, protocol: str,
         return error_response(503, f"deployment {name!r} is not ready: "
                               f"{runtime.last_error or 'loading'}", headers={"Retry-After": "1"})
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    limiter = runtime.limiter
+    if limiter is not None:
+        wait = limiter.retry_after(_client_key(request))
+        if wait is not None:
+            state.metrics.observe_rejection(name, "429")
+            return error_response(429, f"rate limit of {limiter.rate:g} requests/s for this client "
+                                  "reached; retry later", headers={"Retry-After": str(math.ceil(wait))})
     try:
         await admission.enter()
     except Refused as refused:
@@ -220,6 +228,14 @@ async def _answer(request: Request, served: Served, protocol: str,
             if status != 200:
                 state.metrics.observe_error(name, target.route.name, version.name,
                                             str(version.version), str(status))
+
+
+def _client_key(request: Request) -> str:
+    """Who a request comes from, for rate limits: its bearer token (hashed), else its address."""
+    header = request.headers.get("authorization")
+    if header:
+        return "t:" + token_hash(header)
+    return "a:" + (request.client.host if request.client else "")
 
 
 async def _predict(served: Served, target: Target, inputs: Inputs) -> tuple[Any, bool]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
-from threadline.serving.admission import Admission
+from threadline.serving.admission import Admission, RateLimiter
 from threadline.serving.batching import MicroBatcher
 from threadline.serving.predictor import Predictor, example_inputs
 from threadline.serving.router import RouteTable, Target
@@ -63,6 +63,8 @@ class DeploymentRuntime:
         self.table: RouteTable | None = None
         self.settings: Settings | None = None
         self.admission: Admission | None = None
+        #: per-client rate limit (None: off), rebuilt when its settings change
+        self.limiter: RateLimiter | None = None
         self.loaded: dict[str, Loaded] = {}
         self.last_error: str | None = None
         self._key: tuple[Any, ...] | None = None
@@ -137,6 +139,11 @@ class DeploymentRuntime:
             (shadows if route.mode == "shadow" else serving).append(target)
         if self.admission is None:
             self.admission = Admission(settings.max_concurrency, settings.max_queue)
+        burst = settings.rate_burst or max(int(settings.rate_limit), 1)
+        if not settings.rate_limit:
+            self.limiter = None
+        elif self.limiter is None or (self.limiter.rate, self.limiter.burst) != (settings.rate_limit, burst):
+            self.limiter = RateLimiter(settings.rate_limit, burst)
         self.settings = settings
         self.table = RouteTable(serving, shadows, deployment.revision)  # the swap
         self._key = key

@@ -63,6 +63,10 @@ class Settings:
     max_queue: int = 1024
     #: a request not answered within this many milliseconds gets 504
     deadline_ms: float = 5000.0
+    #: requests per second one client may send (0: no limit); beyond it, 429 with Retry-After
+    rate_limit: float = 0.0
+    #: requests a client may send at once before the rate applies (default: one second's worth)
+    rate_burst: int = 0
     #: request bodies above this many bytes get 413
     max_body: int = 8 << 20
     #: header whose value pins a caller to one route (canary stickiness)
@@ -129,7 +133,8 @@ _LIMITS: dict[str, tuple[float, float | None, bool]] = {
     "max_concurrency": (1, 1_000_000, True), "max_queue": (0, 10_000_000, True),
     "deadline_ms": (1, 3_600_000, False), "max_body": (1024, 1 << 34, True),
     "refresh_s": (0.05, 3600, False), "log_sample": (0, 1, False),
-    "log_flush_s": (0.05, 3600, False),
+    "log_flush_s": (0.05, 3600, False), "rate_limit": (0, 1e9, False),
+    "rate_burst": (0, 1e9, True),
 }
 
 

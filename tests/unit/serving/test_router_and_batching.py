@@ -160,3 +160,17 @@ def test_admission_refuses_beyond_concurrency_and_queue() -> None:
         assert gate.refused == 2
 
     asyncio.run(main())
+
+
+def test_rate_limiter_gives_each_client_its_own_bucket() -> None:
+    from threadline.serving.admission import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [limiter.retry_after("a") for _ in range(3)] == [None, None, None]
+    wait = limiter.retry_after("a")
+    assert wait == pytest.approx(0.5)
+    assert limiter.retry_after("b") is None  # another client is not held back
+    now[0] += 0.5
+    assert limiter.retry_after("a") is None
+    assert limiter.retry_after("a") == pytest.approx(0.5)
