@@ -317,3 +317,16 @@ def test_a_challenger_is_shadowed_then_canaried_then_promoted(
     assert [a["action"] for a in promoted.actions] == ["promote"]
     assert registry.get_version("m@production").version == 4
     assert set(traffic.statuses) == {200}
+
+
+def test_big_windows_are_summarised_on_the_executor(live: tuple[Running, Monitor, Deployments],
+                                                     registry: ModelRegistry) -> None:
+    server, monitor, _deployments = live
+    monitor.set_policy("live", {"executor": "local", "parallel_rows": 100, "key_columns": ["x0"]})
+    traffic = Traffic(server.url)
+    traffic.send(*_data(300, 5, shift=2.5))
+    _logged(registry, 300)
+    done = monitor.run_once("live")
+    assert done.check.verdict == "drift"
+    assert done.check.versions["m/1"]["drift"]["drifted"] == ["x0"]
+    assert done.check.versions["m/1"]["drift"]["rows"] == 300

@@ -169,8 +169,8 @@ def _version_checks(registry: ModelRegistry, references: References, policy: Pol
     ok = rows.filter(pc.equal(rows["status"], 200)) if "status" in rows.column_names else rows
     try:
         reference = references.get(uri)
-        report = check_drift(reference, summarise(reference, window_inputs(ok, reference)),
-                             **policy.drift_options)
+        report = check_drift(reference, _summary(reference, window_inputs(ok, reference), ok.num_rows,
+                                                 policy), **policy.drift_options)
         out["drift"] = report.to_dict()
         answers = references.predictions(uri) if "prediction" in ok.column_names else None
         if answers is not None:
@@ -189,6 +189,18 @@ def _version_checks(registry: ModelRegistry, references: References, policy: Pol
         except ValueError as exc:  # InvalidArgument: no probabilities, no named inputs
             out["estimated_accuracy"] = {"value": None, "error": str(exc)}
     return out
+
+
+def _summary(reference: Reference, columns: dict[str, Any], rows: int, policy: Policy) -> Any:
+    """The window's summary: here, or on the policy's executor for a big window."""
+    if policy.executor is None or rows < policy.parallel_rows:
+        return summarise(reference, columns)
+    from threadline.compute import open_executor
+    from threadline.monitor.parallel import summarise_parallel
+
+    parts = max(2, rows // max(policy.parallel_rows // 2, 1))
+    with open_executor(policy.executor) as executor:
+        return summarise_parallel(reference, columns, executor, parts=parts)
 
 
 def _calibration(registry: ModelRegistry, uri: str, history: pa.Table, policy: Policy) -> Calibration:

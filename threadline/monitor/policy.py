@@ -14,6 +14,7 @@
     retrain: {module: churn_pipeline, pipeline: retrain, stage: shadow, canary_percent: 10}
     canary: {min_requests: 200, max_error_rate: 0.02, max_latency_ratio: 3.0,
              max_accuracy_drop: 0.02, promote_after: 2, approve: false}
+    executor: local                 # summarise windows of parallel_rows or more on the executors
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 ACTIONS = ("fallback", "retrain")
 _KEYS = {"window", "metric", "min_accuracy", "estimate", "key_columns", "drift", "alerts",
          "webhooks", "on_drift", "on_breach", "fallback", "retrain", "canary", "trusted",
-         "interval_s"}
+         "interval_s", "executor", "parallel_rows"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class Policy:
     canary: CanaryGuard = field(default_factory=CanaryGuard)
     trusted: tuple[str, ...] = ()
     interval_s: float = 60.0
+    #: where windows of `parallel_rows` rows or more are summarised: None (here), local, ray
+    executor: str | None = None
+    parallel_rows: int = 500_000
 
     @property
     def incremental(self) -> bool:
@@ -136,4 +140,12 @@ def parse_policy(raw: Mapping[str, Any] | None) -> Policy:
         canary=guard,
         trusted=tuple(raw.get("trusted") or ()),
         interval_s=_number(raw, "interval_s", 60.0, 0.1),
+        executor=_executor(raw.get("executor")),
+        parallel_rows=int(_number(raw, "parallel_rows", 500_000, 1)),
     )
+
+
+def _executor(value: Any) -> str | None:
+    if value not in (None, "local", "ray"):
+        raise InvalidArgument(f"policy executor must be local or ray (or left out), not {value!r}")
+    return str(value) if value is not None else None
