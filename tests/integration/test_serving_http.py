@@ -400,3 +400,16 @@ def test_a_client_over_its_rate_gets_429_with_retry_after(start: Callable[..., R
     assert int(statuses[2].headers["retry-after"]) >= 1
     assert "rate limit" in statuses[2].json()["error"]["message"]
     assert server.client.get("/metrics").status_code == 200  # not limited
+
+
+def test_answers_from_the_cache_are_logged_with_their_inputs(start: Callable[..., Running],
+                                                             registry: ModelRegistry) -> None:
+    server = start("web", [{"model": "churn@1"}], {"log_flush_s": 0.1})
+    answers = [server.client.post("/predict", json=[_row(2), _row(3)]) for _ in range(3)]
+    assert [a.headers["x-cache"] for a in answers] == ["miss", "hit", "hit"]
+    assert len({a.json()["predictions"][0] for a in answers}) == 1
+    server.stop()
+    log = read_log(registry.repos, "web").to_pylist()
+    assert len(log) == 6  # two rows per request, the cached ones decoded by the log
+    assert {round(r["in.f0"], 6) for r in log} == {round(_row(2)["f0"], 6), round(_row(3)["f0"], 6)}
+    assert len({r["request_id"] for r in log}) == 3

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
+import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from starlette.applications import Starlette
@@ -36,7 +37,7 @@ from threadline.registry.signature import SignatureError
 from threadline.serving import protocols
 from threadline.serving.admission import Refused
 from threadline.serving.auth import DENIED, BearerAuth, Tokens, token_hash
-from threadline.serving.cache import CacheSettings, open_cache
+from threadline.serving.cache import CacheSettings, ResultCache, open_cache
 from threadline.serving.feedback import record_feedback
 from threadline.serving.metrics import ServingMetrics
 from threadline.serving.predictor import quiet_feature_name_warning
@@ -50,13 +51,16 @@ if TYPE_CHECKING:
 
     from threadline.data.repos import DataRepos
     from threadline.registry.registry import ModelRegistry
-    from threadline.serving.cache import RedisCache, ResultCache
+    from threadline.serving.cache import RedisCache
     from threadline.serving.deployments import Deployments
     from threadline.serving.inputs import Inputs
     from threadline.serving.router import Target
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
+#: request ids: unique per process (random prefix) and cheap (a counter), not a uuid4 per call
+_ID_PREFIX = secrets.token_hex(5)
+_ids = itertools.count()
 #: paths answered without a token and without admission control
 OPEN_PATHS = frozenset({"/health", "/ping", "/metrics", "/v2/health/live", "/v2/health/ready", "/v2"})
 _SHADOW_LIMIT = 64
@@ -161,7 +165,7 @@ async def _answer(request: Request, served: Served, protocol: str,
     if runtime.table is None or settings is None or admission is None:
         return error_response(503, f"deployment {name!r} is not ready: "
                               f"{runtime.last_error or 'loading'}", headers={"Retry-After": "1"})
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    request_id = request.headers.get("x-request-id") or f"{_ID_PREFIX}{next(_ids):012x}"
     limiter = runtime.limiter
     if limiter is not None:
         wait = limiter.retry_after(_client_key(request))
@@ -190,17 +194,40 @@ async def _answer(request: Request, served: Served, protocol: str,
             target = pin(table.serving) if pin else table.choose(request.headers.get(settings.sticky_header))
             predictor = target.predictor
             predictor.inflight += 1
+            lazy: Callable[[], Inputs] | None = None
             try:
-                # decoders check the rows against the version's signature (422 naming the field)
-                decoded = decode(body, request.headers.get("content-type", ""), predictor.spec)
-                inputs = getattr(decoded, "inputs", decoded)
-                predictions, hit = await _predict(served, target, inputs)
+                kind = request.headers.get("content-type", "")
+                copies = table.copies() if table.shadows else []
+                cache = served.cache
+                # the same bytes asked of the same version again: answered before any decoding
+                raw = (protocol.encode() + kind.encode() + b"\0" + body
+                       if isinstance(cache, ResultCache) and protocol != "v2" and not copies else None)
+                known = cache.get(predictor.id, raw) if raw is not None and isinstance(cache, ResultCache) \
+                    else None
+                payload = known
+                if known is not None:
+                    predictions, hit, decoded = orjson.Fragment(known), True, None
+                    spec = predictor.spec
+
+                    def lazy() -> Inputs:  # the log decodes the rows later, in its own thread
+                        found = decode(body, kind, spec)
+                        return cast("Inputs", getattr(found, "inputs", found))
+                else:
+                    # decoders check the rows against the version's signature (422 naming the field)
+                    decoded = decode(body, kind, predictor.spec)
+                    inputs = getattr(decoded, "inputs", decoded)
+                    predictions, hit, payload = await _predict(served, target, inputs,
+                                                               fragment=protocol != "v2")
+                    if raw is not None and isinstance(cache, ResultCache):
+                        cache.put(predictor.id, raw, payload)
             finally:
                 predictor.inflight -= 1
             if served.cache is not None:
                 state.metrics.observe_cache(name, predictor.version.name, str(predictor.version.version), hit)
-        if settings.log_sample > 0 or table.shadows:
-            _after(state, served, table.copies(), target, inputs, predictions, request_id, start)
+        if settings.log_sample > 0 or copies:
+            logged = orjson.loads(payload) if isinstance(predictions, orjson.Fragment) and payload \
+                else predictions
+            _after(state, served, copies, target, inputs, logged, request_id, start, lazy)
         headers = {"x-model-version": predictor.id, "x-route": target.route.name,
                    "x-request-id": request_id, "x-cache": "hit" if hit else "miss"}
         return Response(encode(predictions, target, request_id, decoded), 200, headers, JSON)
@@ -238,10 +265,13 @@ def _client_key(request: Request) -> str:
     return "a:" + (request.client.host if request.client else "")
 
 
-async def _predict(served: Served, target: Target, inputs: Inputs) -> tuple[Any, bool]:
-    """The predictions for `inputs` from `target`, through the cache when there is one."""
+async def _predict(served: Served, target: Target, inputs: Inputs, *,
+                   fragment: bool = True) -> tuple[Any, bool, bytes]:
+    """The predictions for `inputs` from `target` (through the cache when there is one), whether
+    the cache answered, and their JSON bytes (b"" without a cache). A cached answer comes back
+    as an `orjson.Fragment` (written into the response as is) when `fragment`."""
     if served.cache is None:
-        return await target.batcher.submit(inputs), False
+        return await target.batcher.submit(inputs), False, b""
     computed: list[Any] = []
 
     async def compute() -> bytes:
@@ -250,11 +280,14 @@ async def _predict(served: Served, target: Target, inputs: Inputs) -> tuple[Any,
         return orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
 
     value, hit = await served.cache.get_or_compute(target.predictor.id, inputs.cache_key(), compute)
-    return (computed[0] if computed else orjson.loads(value)), hit
+    if computed:
+        return computed[0], hit, value
+    return (orjson.Fragment(value) if fragment else orjson.loads(value)), hit, value
 
 
-def _after(state: ServingState, served: Served, copies: list[Target], target: Target, inputs: Inputs,
-           predictions: Any, request_id: str, start: float) -> None:
+def _after(state: ServingState, served: Served, copies: list[Target], target: Target,
+           inputs: Inputs | None, predictions: Any, request_id: str, start: float,
+           lazy: Callable[[], Inputs] | None = None) -> None:
     """Log the answer and send copies to shadow routes; never delays or fails the answer."""
     now_ms = time.time() * 1000
     latency = (time.perf_counter() - start) * 1000
@@ -262,7 +295,9 @@ def _after(state: ServingState, served: Served, copies: list[Target], target: Ta
         version = target.predictor.version
         served.log.record(LogEntry(request_id, now_ms, served.runtime.name, target.route.name,
                                    version.name, version.version, target.route.mode,  # type: ignore[arg-type]
-                                   latency, 200, inputs, predictions))
+                                   latency, 200, inputs, predictions, decode=lazy))
+    if inputs is None:
+        return  # a cached answer: no copies were due (they need the decoded rows)
     for shadow in copies:
         if len(served.shadows) >= _SHADOW_LIMIT:
             version = shadow.predictor.version

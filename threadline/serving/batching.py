@@ -4,9 +4,10 @@ A request that finds the model idle and no one else in flight is answered at onc
 caller pays no batching delay. Under concurrent load, requests that arrive while the model is
 busy queue, and the next call takes them all (up to `max_rows`); a batch may also be held
 open for up to `max_wait` while other admitted requests are still on their way. A cheap model
-(calls under `INLINE_SECONDS`) runs on the event loop itself, saving a thread hand-off per call;
-a slower one runs on the version's own thread, so the loop keeps serving health checks and
-other models meanwhile.
+(calls under `INLINE_SECONDS`, e.g. a linear model under ONNX Runtime) runs on the event loop
+itself as each request comes: merging calls that cost microseconds would cost more in
+scheduling than it saves. A slower one runs on the version's own thread, so the loop keeps
+serving health checks and other models meanwhile, and it is what batching pays off for.
 
 A request whose deadline passes while queued is taken out of the queue and never reaches the
 model; one whose batch is already running gets its deadline error and the batch's answer is
@@ -78,8 +79,13 @@ class MicroBatcher:
         if self._closed:
             raise RuntimeError("the model version is unloaded")
         loop = asyncio.get_running_loop()
-        if not self._busy and not self._queue and (self.max_wait <= 0 or self._others() == 0):
-            return await self._run_alone(inputs, loop)
+        if not self._busy and not self._queue:
+            cheap = self._cost() < INLINE_SECONDS
+            if cheap:  # cheaper than a hand-off to a batch: answer now, on the loop
+                self._count(inputs.rows)
+                return self._predict(inputs)
+            if self.max_wait <= 0 or self._others() == 0:
+                return await self._run_alone(inputs, loop)
         pending = _Pending(inputs, loop.create_future())
         self._queue.append(pending)
         self._queued_rows += inputs.rows

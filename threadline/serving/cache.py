@@ -128,6 +128,17 @@ class ResultCache:
             self.hits += 1
         return value, hit
 
+    def get(self, version_id: str, input_key: bytes) -> bytes | None:
+        """A stored result without computing anything (the raw-body fast path); counts a hit."""
+        value = self._lookup(cache_digest(version_id, input_key))
+        if value is not None:
+            self.hits += 1
+        return value
+
+    def put(self, version_id: str, input_key: bytes, value: bytes) -> None:
+        """Store a result computed elsewhere (under a second key of the same answer)."""
+        self._store(cache_digest(version_id, input_key), version_id, value)
+
     def invalidate(self, version_id: str | None = None) -> int:
         """Drop one version's results (it was unloaded), or all; returns how many were dropped.
 

@@ -24,7 +24,7 @@ import orjson
 from threadline.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     import numpy as np
 
@@ -91,11 +91,24 @@ class LogEntry:
     inputs: Inputs | None
     outputs: Sequence[Any] | np.ndarray[Any, Any] | None = None
     error: str | None = None
+    #: decodes the request's rows later, in the log's thread (set instead of `inputs` when
+    #: the answer came from the cache without decoding the body)
+    decode: Callable[[], Inputs] | None = None
+
+
+def inputs_of(entry: LogEntry) -> Inputs | None:
+    """The entry's rows, decoding them now if they were left for later."""
+    if entry.inputs is None and entry.decode is not None:
+        entry.inputs = entry.decode()
+        entry.decode = None
+    return entry.inputs
 
 
 def rows_of(entry: LogEntry) -> int:
     """How many log rows `entry` becomes: one per input row, at least one."""
     inputs = entry.inputs
+    if inputs is None and entry.decode is not None and entry.outputs is not None:
+        return max(1, len(entry.outputs))  # one answer per row: the rows without decoding
     return max(1, int(inputs.rows)) if inputs is not None else 1
 
 
@@ -174,9 +187,9 @@ class _Checked:
 
 def _checked(entry: LogEntry) -> _Checked:
     """Convert one entry; raises on an entry that cannot be logged."""
+    inputs = inputs_of(entry)
     rows = rows_of(entry)
     fields = [convert(getattr(entry, name)) for name, _, convert in _FIXED]
-    inputs = entry.inputs
     columns: dict[str, list[Any]] | None = None
     tensor: list[str] | None = None
     if inputs is not None and inputs.columns is not None:
