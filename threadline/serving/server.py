@@ -1,6 +1,7 @@
 """Run deployments behind uvicorn: one process, or several workers sharing one socket.
 
-Workers are separate processes (horizontal scaling on one machine); each loads the
+Workers are separate processes (horizontal scaling on one machine), each with its own socket
+on the shared port (SO_REUSEPORT), so the kernel spreads connections over them; each loads the
 deployments itself, and their metrics meet in a shared Prometheus folder. uvicorn stops
 accepting on SIGTERM and lets in-flight requests finish (up to `GRACEFUL_SECONDS`) before the
 app drains its versions and flushes its prediction logs.
@@ -8,9 +9,14 @@ app drains its versions and flushes its prediction logs.
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import shutil
+import signal
+import socket
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
 
     from threadline.serving.ray_backend import RayOptions
 
+log = logging.getLogger(__name__)
 ENV_DEPLOYMENTS = "THREADLINE_SERVE_DEPLOYMENTS"
 ENV_AUTH = "THREADLINE_SERVE_AUTH"
 ENV_LOG = "THREADLINE_SERVE_LOG"
@@ -102,7 +109,66 @@ def serve(names: Sequence[str], host: str = "127.0.0.1", port: int = 8000, *, wo
     metrics_dir = Path(tempfile.mkdtemp(prefix="tl-serve-metrics-"))
     os.environ[MULTIPROC_ENV] = str(metrics_dir)
     try:
-        uvicorn.run("threadline.serving.server:build_app", factory=True, workers=workers,
-                    **options)  # type: ignore[arg-type]
+        _supervise(workers, host, port, options)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket of its own for one worker; SO_REUSEPORT lets every worker bind the
+    same port, and the kernel spreads new connections over them."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host.strip("[]"), port))
+    return sock
+
+
+def run_worker(host: str, port: int, options: dict[str, object]) -> None:
+    """One worker process: its own socket on the shared port, the app built from the
+    environment (spawned by `_supervise`)."""
+    config = uvicorn.Config("threadline.serving.server:build_app", factory=True,
+                            **{k: v for k, v in options.items() if k not in ("host", "port")})  # type: ignore[arg-type]
+    uvicorn.Server(config).run(sockets=[_listen(host, port)])
+
+
+def _supervise(workers: int, host: str, port: int, options: dict[str, object]) -> None:
+    """Start `workers` processes, restart one that dies, and pass SIGINT/SIGTERM on to all
+    (each drains its in-flight requests) before returning.
+
+    uvicorn's own `--workers` shares one accepting socket, so whichever process wakes first
+    can take every connection a client opens at once and keep-alive keeps them there; one
+    socket per worker with SO_REUSEPORT lets the kernel spread them.
+    """
+    _listen(host, port).close()  # the port is free and the address valid: fail here, not in a worker
+    context = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+
+    def start() -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=run_worker, args=(host, port, options), daemon=False)
+        process.start()
+        return process
+
+    processes = [start() for _ in range(workers)]
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.set()
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stopping.is_set():
+            for index, process in enumerate(processes):
+                if not process.is_alive() and not stopping.is_set():
+                    log.warning("serving worker %s exited (%s); starting another", process.pid,
+                                process.exitcode)
+                    processes[index] = start()
+            stopping.wait(0.5)
+        for process in processes:
+            process.join(GRACEFUL_SECONDS + 10)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
