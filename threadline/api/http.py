@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from threadline.errors import InvalidArgument, ThreadlineError
+from threadline.serving.wire import PayloadTooLarge, read_body
 
 if TYPE_CHECKING:
     from threadline.data.repos import DataRepos
@@ -36,12 +37,6 @@ MLFLOW_API = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 DEFAULT_MAX_BODY = 32 << 20
 #: artifact uploads above this are refused with 413
 DEFAULT_MAX_UPLOAD = 1 << 30
-
-
-class PayloadTooLarge(ThreadlineError):
-    """A request body is larger than the server accepts (HTTP 413)."""
-
-    exit_code = 2
 
 
 class UnsupportedMediaType(ThreadlineError):
@@ -96,21 +91,6 @@ def limits(request: Request) -> Limits:
 async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a blocking store call in the thread pool, so the event loop never waits on it."""
     return await run_in_threadpool(fn, *args, **kwargs)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole request body, refusing (413) one longer than `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def read_json(request: Request) -> dict[str, Any]:

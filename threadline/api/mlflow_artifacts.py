@@ -25,10 +25,11 @@ from starlette.background import BackgroundTask
 from starlette.responses import FileResponse
 from starlette.routing import Route
 
-from threadline.api.http import JSONResponse, PayloadTooLarge, call, empty, limits, stores
+from threadline.api.http import JSONResponse, call, empty, limits, stores
 from threadline.api.mlflow_logged_models import MODEL_LOCATION, resolve_location
 from threadline.data.paths import normalize_path
 from threadline.errors import InvalidArgument, NotFound
+from threadline.serving.wire import PayloadTooLarge
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -43,6 +43,7 @@ from threadline.serving.metrics import ServingMetrics
 from threadline.serving.predictor import quiet_feature_name_warning
 from threadline.serving.predlog import LogEntry, PredictionLog
 from threadline.serving.runtime import DeploymentRuntime
+from threadline.serving.wire import read_body
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -70,11 +71,7 @@ class DeadlineExceeded(ThreadlineError):
     """The server could not answer within the deployment's deadline (HTTP 504)."""
 
 
-class _PayloadTooLarge(ThreadlineError):
-    """A request body over the deployment's limit (HTTP 413)."""
-
-
-_STATUS: dict[type[Exception], int] = {SignatureError: 422, DeadlineExceeded: 504, _PayloadTooLarge: 413}
+_STATUS: dict[type[Exception], int] = {SignatureError: 422, DeadlineExceeded: 504}
 for _kind, _code in protocols.STATUS.items():
     _STATUS[_kind] = _code
 
@@ -121,20 +118,6 @@ def error_response(status: int, message: str, *, field_name: str | None = None,
     if field_name is not None:
         body["field"] = field_name
     return _json({"error": body}, status, headers)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _state(request: Request) -> ServingState:
@@ -185,7 +168,7 @@ async def _answer(request: Request, served: Served, protocol: str,
     try:
         state.metrics.request_started(name)
         async with asyncio.timeout(settings.deadline_ms / 1000):
-            body = await _read_body(request, settings.max_body)
+            body = await read_body(request, settings.max_body)
             # the table is read after the last await before the version is pinned (inflight),
             # so a swap meanwhile cannot unload the version this request is given
             table = runtime.table
@@ -449,7 +432,7 @@ async def feedback(request: Request) -> Response:
     served = _served(request)
     settings = served.runtime.settings
     try:
-        body = await _read_body(request, settings.max_body if settings else 8 << 20)
+        body = await read_body(request, settings.max_body if settings else 8 << 20)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind and kind != JSON:
             raise protocols.UnsupportedMediaType(f"feedback must be application/json, not {kind!r}",

@@ -40,7 +40,29 @@ class UnsupportedMediaType(ThreadlineError):
 
 
 #: statuses of the errors this module adds to `threadline.errors.HTTP_STATUS`
-STATUS: dict[type[ThreadlineError], int] = {UnsupportedMediaType: 415}
+class PayloadTooLarge(ThreadlineError):
+    """A request body is larger than the server accepts (HTTP 413)."""
+
+    exit_code = 2
+
+
+STATUS: dict[type[ThreadlineError], int] = {UnsupportedMediaType: 415, PayloadTooLarge: 413}
+
+
+async def read_body(request: Any, limit: int) -> bytes:
+    """The whole body of a Starlette request, refused (413) as soon as it passes `limit` bytes
+    (by its declared length, or while it streams in), never buffered whole first."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 # --- decoding -------------------------------------------------------------------------------
 
