@@ -155,14 +155,13 @@ steps:
         console.print(escape(f"  {e.source.kind}:{e.source.id[:12]} -[{e.relation}]-> "
                              f"{e.target.id[:12]}"))
     model_lifecycle(workdir, result.commit.id)
+    preparation_pipeline(workdir)
+    parallel_training()
+    from monitoring_demo import closed_loop
     from serving_demo import serving
 
     serving("churn-splits@main:test.parquet", FEATURES)
-    from monitoring_demo import closed_loop
-
     closed_loop("churn-splits@main:test.parquet", "churn-splits@main:train.parquet", FEATURES)
-    preparation_pipeline(workdir)
-    parallel_training()
     console.print("[bold green]demo complete[/bold green]")
 
 

@@ -359,7 +359,8 @@ class Monitor:
         after = self.deployments.change(deployment, routes=routes, action="promote", actor="monitor",
                                         message=f"{canary.model} promoted to {alias}",
                                         expected_revision=current.revision)
-        return {"promoted": f"{name}@{version}", "alias": alias, "alias_before": old,
+        return {"reason": f"canary held against {primary.model} on live traffic",
+                "promoted": f"{name}@{version}", "alias": alias, "alias_before": old,
                 "revision_before": current.revision, "revision_after": after.revision}
 
     def approve(self, deployment: str, by: str) -> None:
