@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from proctree import descendants  # benchmarks/ is on the path: the script's own folder
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -151,27 +152,9 @@ class Server:
         return _tree_cpu(self.process.pid)
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
 def _tree_cpu(pid: int) -> dict[int, float]:
-    tree = _children()
     found: dict[int, float] = {}
-    stack = [pid]
-    while stack:
-        current = stack.pop()
-        stack.extend(tree.get(current, []))
+    for current in descendants(pid):
         try:
             fields_ = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:

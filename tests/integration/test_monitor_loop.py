@@ -130,6 +130,17 @@ def live(registry: ModelRegistry) -> Iterator[tuple[Running, Monitor, Deployment
     server.stop()
 
 
+def _applied(server: Running, deployments: Deployments) -> None:
+    """Wait until the server serves the deployment's current revision (versions loaded)."""
+    import time
+
+    wanted = deployments.get("live").revision
+    deadline = time.monotonic() + 60
+    while server.client.get("/deployments/live/status").json()["revision"] != wanted:
+        assert time.monotonic() < deadline, f"the server never applied revision {wanted}"
+        time.sleep(0.05)
+
+
 def _logged(registry: ModelRegistry, rows: int) -> None:
     """Wait until the log holds `rows` rows (it commits every 0.1 s)."""
     import time
@@ -142,7 +153,9 @@ def _logged(registry: ModelRegistry, rows: int) -> None:
         except LookupError:
             pass
         time.sleep(0.05)
-    raise AssertionError(f"the log never reached {rows} rows")
+    log = read_log(registry.repos, "live")
+    counts = log.group_by(["mode", "version"]).aggregate([("row", "count")]).to_pylist()
+    raise AssertionError(f"the log never reached {rows} rows: {counts}")
 
 
 def test_drift_falls_back_retrains_and_promotes_with_no_failed_request(
@@ -187,6 +200,7 @@ def test_drift_falls_back_retrains_and_promotes_with_no_failed_request(
         assert [e.kind for e in drifted.alerts] == ["firing"]
         routes = deployments.get("live").spec.routes
         assert [(r.model, r.mode) for r in routes] == [("m@fallback", "primary"), ("m@4", "canary")]
+        _applied(server, deployments)
         traffic.send(*_data(400, 6, shift=2.5))
         _logged(registry, read_log(registry.repos, "live").num_rows + 1)
         promoted = monitor.run_once("live")
@@ -301,15 +315,16 @@ def test_a_challenger_is_shadowed_then_canaried_then_promoted(
         ("fallback", None), ("retrain", "shadow")]
     routes = {(r.model, r.mode) for r in deployments.get("live").spec.routes}
     assert routes == {("m@fallback", "primary"), ("m@4", "shadow")}
+    _applied(server, deployments)
     traffic.send(*_data(300, 6, shift=2.5))
     assert "m/4" not in traffic.versions  # a shadow's answers are never returned
-    # the primary's rows and the shadow's copies (of the requests after the route table swap)
-    _logged(registry, 400 + 300 + 200)
+    _logged(registry, 400 + 300 + 300)  # the primary's rows and the shadow's copies
     shadowed = monitor.run_once("live")
-    assert shadowed.check.shadows["m/4"]["accuracy"]["labelled_rows"] >= 200
+    assert shadowed.check.shadows["m/4"]["accuracy"]["labelled_rows"] == 300
     assert [a["action"] for a in shadowed.actions] == ["canary"]
     routes = {(r.model, r.mode) for r in deployments.get("live").spec.routes}
     assert routes == {("m@fallback", "primary"), ("m@4", "canary")}
+    _applied(server, deployments)
     before = read_log(registry.repos, "live").num_rows
     traffic.send(*_data(300, 8, shift=2.5))
     _logged(registry, before + 300)

@@ -119,8 +119,9 @@ def last_check(registry: ModelRegistry, deployment: str) -> MonitorCheckRow | No
 
 
 def window(registry: ModelRegistry, deployment: str, policy: Policy, *,
-           now_ms: int | None = None) -> tuple[pa.Table, int, int]:
-    """The log rows a pass looks at, with the window's start and end (epoch ms)."""
+           now_ms: int | None = None) -> tuple[pa.Table, pa.Table, int, int]:
+    """The log rows a pass looks at, the whole labelled log they were taken from (read once:
+    calibration uses the rows before the window), and the window's start and end (epoch ms)."""
     end = now_ms if now_ms is not None else int(time.time() * 1000)
     if policy.window_minutes is not None:
         start = end - int(policy.window_minutes * 60_000)
@@ -130,12 +131,20 @@ def window(registry: ModelRegistry, deployment: str, policy: Policy, *,
     try:
         joined = join_feedback(registry.repos, deployment)
     except NotFound:
-        return read_empty(), start, end
+        return read_empty(), read_empty(), start, end
     rows = joined.filter(pc.and_(pc.greater_equal(joined["ts"], start), pc.less(joined["ts"], end))) \
         if joined.num_rows else joined
     if policy.window_rows is not None and rows.num_rows > policy.window_rows:
         rows = rows.slice(rows.num_rows - policy.window_rows)
-    return rows, start, end
+    return rows, joined, start, end
+
+
+def by_version(rows: pa.Table) -> list[tuple[str, int, pa.Table]]:
+    """The rows of each (model, version) that answered them, in name and version order."""
+    keys = sorted({(m, int(v)) for m, v in zip(rows["model"].to_pylist(), rows["version"].to_pylist())})
+    return [(model, version, rows.filter(pc.and_(pc.equal(rows["model"], model),
+                                                 pc.equal(rows["version"], version))))
+            for model, version in keys]
 
 
 def read_empty() -> pa.Table:
@@ -220,23 +229,16 @@ def run_check(registry: ModelRegistry, deployment: str, policy: Policy, *,
               references: References | None = None, now_ms: int | None = None) -> CheckResult:
     """Check the newest window of `deployment` and store the result."""
     references = references or References(registry)
-    rows, start, end = window(registry, deployment, policy, now_ms=now_ms)
+    rows, joined, start, end = window(registry, deployment, policy, now_ms=now_ms)
     result = CheckResult(uuid.uuid4().hex, deployment, start, end, rows.num_rows, "no_verdict")
     if rows.num_rows:
-        primary = rows.filter(pc.not_equal(rows["mode"], "shadow")) if "mode" in rows.column_names else rows
-        keys = sorted({(m, int(v)) for m, v in zip(primary["model"].to_pylist(),
-                                                   primary["version"].to_pylist())})
-        for model, version in keys:
-            mask = pc.and_(pc.equal(primary["model"], model), pc.equal(primary["version"], version))
-            history = _history(registry, deployment, model, version, start)
+        shadowed = pc.equal(rows["mode"], "shadow")
+        for model, version, served in by_version(rows.filter(pc.invert(shadowed))):
             result.versions[f"{model}/{version}"] = _version_checks(
-                registry, references, policy, model, version, primary.filter(mask), history)
-        shadow = rows.filter(pc.equal(rows["mode"], "shadow")) if "mode" in rows.column_names else \
-            rows.slice(0, 0)
-        for model, version in sorted({(m, int(v)) for m, v in zip(shadow["model"].to_pylist(),
-                                                                  shadow["version"].to_pylist())}):
-            mask = pc.and_(pc.equal(shadow["model"], model), pc.equal(shadow["version"], version))
-            result.shadows[f"{model}/{version}"] = live_stats(shadow.filter(mask), policy)
+                registry, references, policy, model, version, served,
+                _history(joined, model, version, start))
+        for model, version, copied in by_version(rows.filter(shadowed)):
+            result.shadows[f"{model}/{version}"] = live_stats(copied, policy)
         result.values = flatten(result.versions)
         result.verdict = verdict(result.versions, policy)
     with registry.db.session() as session, session.begin():
@@ -262,12 +264,8 @@ def live_stats(rows: pa.Table, policy: Policy) -> dict[str, Any]:
                          "value": accuracy}}
 
 
-def _history(registry: ModelRegistry, deployment: str, model: str, version: int,
-             before: int) -> pa.Table:
-    try:
-        joined = join_feedback(registry.repos, deployment)
-    except NotFound:
-        return read_empty()
+def _history(joined: pa.Table, model: str, version: int, before: int) -> pa.Table:
+    """A version's logged rows before `before` (what its estimate is calibrated on)."""
     if not joined.num_rows:
         return joined
     mask = pc.and_(pc.and_(pc.equal(joined["model"], model), pc.equal(joined["version"], version)),

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from threadline.errors import InvalidArgument, NotFound, ThreadlineError
 from threadline.lineage.graph import LineageGraph, Node
 from threadline.meta.models import MonitorActionRow, MonitorCheckRow, MonitorPolicyRow
-from threadline.monitor.alerts import Alerts, parse_rules
+from threadline.monitor.alerts import AlertEvent, Alerts, parse_rules
 from threadline.monitor.checks import CheckResult, References, run_check
 from threadline.monitor.policy import Policy, parse_policy
 from threadline.monitor.webhook import parse_webhooks
@@ -54,13 +54,12 @@ class Pass:
     """What one monitoring pass found and did."""
 
     check: CheckResult
-    alerts: list[Any] = field(default_factory=list)
+    alerts: list[AlertEvent] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"check": self.check.to_dict(), "alerts": [getattr(a, "to_dict", lambda a=a: str(a))()
-                                                          for a in self.alerts],
+        return {"check": self.check.to_dict(), "alerts": [a.to_dict() for a in self.alerts],
                 "actions": self.actions}
 
 

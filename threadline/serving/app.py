@@ -181,12 +181,12 @@ async def _answer(request: Request, served: Served, protocol: str,
             try:
                 kind = request.headers.get("content-type", "")
                 copies = table.copies() if table.shadows else []
-                cache = served.cache
                 # the same bytes asked of the same version again: answered before any decoding
+                # (in-process cache only; V2 answers echo the request's id, so they are rebuilt)
+                local = served.cache if isinstance(served.cache, ResultCache) else None
                 raw = (protocol.encode() + kind.encode() + b"\0" + body
-                       if isinstance(cache, ResultCache) and protocol != "v2" and not copies else None)
-                known = cache.get(predictor.id, raw) if raw is not None and isinstance(cache, ResultCache) \
-                    else None
+                       if local is not None and protocol != "v2" and not copies else None)
+                known = local.get(predictor.id, raw) if local is not None and raw is not None else None
                 payload = known
                 if known is not None:
                     predictions, hit, decoded = orjson.Fragment(known), True, None
@@ -201,8 +201,8 @@ async def _answer(request: Request, served: Served, protocol: str,
                     inputs = getattr(decoded, "inputs", decoded)
                     predictions, hit, payload = await _predict(served, target, inputs,
                                                                fragment=protocol != "v2")
-                    if raw is not None and isinstance(cache, ResultCache):
-                        cache.put(predictor.id, raw, payload)
+                    if local is not None and raw is not None:
+                        local.put(predictor.id, raw, payload)
             finally:
                 predictor.inflight -= 1
             if served.cache is not None:
