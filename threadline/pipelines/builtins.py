@@ -6,6 +6,7 @@
               with: {fractions: {train: 0.8, test: 0.2}, by: [id], seed: 0}}
     check:   {uses: threadline.prep.validate, inputs: {table: REF}, with: {schema: {...}}}
     load:    {uses: threadline.prep.ingest,   with: {sources: [data/*.csv], replace: true}}
+    train:   {uses: threadline.train,         inputs: {table: REF}, with: {estimator: ..., target: y}}
 
 Each commits through `threadline.prep.ops.run_step` (its report and `prep.<op>` lineage edge
 included); the worker adds the pipeline's own lineage edges. `ingest` sources are relative to
@@ -48,6 +49,11 @@ def _doc(value: Any, format_id: str) -> dict[str, Any]:
     return {"format": format_id, **value}
 
 
+def _uses(op: str) -> str:
+    """The `uses:` name of a built-in operation."""
+    return "threadline.train" if op == "train" else f"threadline.prep.{op}"
+
+
 def _one_table(repos: DataRepos, ref: str, op: str) -> str:
     """`ref` if it names a file, else the one table file in the folder it names."""
     target = repos.resolve(ref)
@@ -57,13 +63,19 @@ def _one_table(repos: DataRepos, ref: str, op: str) -> str:
     tables = [e.path for e in manifest.under(target.path)
               if not e.path.startswith(f"{META_DIR}/") and e.path.endswith(TABLE_SUFFIXES)]
     if len(tables) != 1:
-        raise InvalidArgument(f"threadline.prep.{op}: {ref} holds {len(tables)} tables; name one as "
+        raise InvalidArgument(f"{_uses(op)}: {ref} holds {len(tables)} tables; name one as "
                               "`step:NAME:PATH` or `REPO@REV:PATH`")
     return f"{ref.split(':', 1)[0]}:{tables[0]}"
 
 
 def run(repos: DataRepos, op: str, ref: str | None, into: str, params: dict[str, Any], base: Path) -> str:
-    """Run preparation operation `op` on `ref` into `into`; returns the output commit id."""
+    """Run preparation operation `op` (or "train") on `ref` into `into`; returns the output commit id."""
+    if op == "train":
+        if ref is None:
+            raise InvalidArgument("threadline.train needs an input named `table`")
+        from threadline.pipelines.train_step import run_train
+
+        return run_train(repos, _one_table(repos, ref, op), into, params)
     p = dict(params)
     unknown = set(p) - _KEYS.get(op, set())
     if unknown:  # checked first: the step commits as it runs

@@ -165,10 +165,11 @@ def command_hash(argv: tuple[str, ...], base: Path) -> str:
 
 
 def builtin_hash(op: str) -> str:
-    """The code hash of a built-in preparation step: the source of the prep package it runs."""
-    package = Path(__file__).resolve().parent.parent / "prep"
+    """The code hash of a built-in step: the source of the package it runs (prep, or train)."""
+    name = "train" if op == "train" else "prep"
+    package = Path(__file__).resolve().parent.parent / name
     sources = {p.name: blake3.blake3(p.read_bytes()).hexdigest() for p in sorted(package.glob("*.py"))}
-    return _digest({"builtin": op, "prep": sources})
+    return _digest({"builtin": op, name: sources})
 
 
 def _digest(value: Any) -> str:

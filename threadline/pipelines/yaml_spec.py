@@ -4,7 +4,7 @@
     schedule: "0 3 * * *"            # optional, for `threadline pipeline watch`
     steps:
       clean:
-        uses: threadline.prep.cleanse   # built-in: cleanse | dedupe | split | validate | ingest
+        uses: threadline.prep.cleanse   # built-in: cleanse|dedupe|split|validate|ingest, threadline.train
         inputs: {table: "churn-raw@main:data.csv"}
         with: {spec: {columns: {age: {fill: median}}}}
       features:
@@ -39,7 +39,7 @@ from threadline.pipelines.spec import InputSpec, PipelineSpec, Resources, StepSp
 if TYPE_CHECKING:
     from pathlib import Path
 
-BUILTINS = ("cleanse", "dedupe", "split", "validate", "ingest")
+BUILTINS = ("cleanse", "dedupe", "split", "validate", "ingest", "train")
 _PLACEHOLDER = re.compile(r"\{(inputs\.[A-Za-z0-9_-]+|params\.[A-Za-z0-9_-]+|output)\}")
 _STEP_KEYS = {"run", "uses", "inputs", "params", "with", "output", "retries", "timeout_s",
               "resources"}
@@ -85,13 +85,14 @@ def _step(name: str, doc: Any) -> StepSpec:
         "resources": Resources(res.get("cpus", 1), res.get("memory_mb"), res.get("gpus", 0)),
     }
     if "uses" in doc:
-        op = str(doc["uses"]).removeprefix("threadline.prep.")
-        if op not in BUILTINS:
-            raise InvalidArgument(f"step {name!r}: `uses: {doc['uses']}` is not one of "
-                                  + ", ".join(f"threadline.prep.{b}" for b in BUILTINS))
+        uses = {"threadline.train" if b == "train" else f"threadline.prep.{b}": b for b in BUILTINS}
+        raw = str(doc["uses"])
+        op = uses.get(raw) or (raw if raw in BUILTINS else "")
+        if not op:
+            raise InvalidArgument(f"step {name!r}: `uses: {doc['uses']}` is not one of " + ", ".join(uses))
         params = dict(doc.get("with") or {})
         if op != "ingest" and [i.name for i in inputs] != ["table"]:
-            raise InvalidArgument(f"step {name!r}: threadline.prep.{op} reads one input named "
+            raise InvalidArgument(f"step {name!r}: {doc['uses']} reads one input named "
                                   "`table` (a REPO@REV:PATH or step:NAME:PATH)")
         return StepSpec(kind="builtin", target=op, params=params, **common)
     command = doc["run"]

@@ -98,3 +98,64 @@ steps:
     (project.root / "data" / "sales.csv").write_text(rows + "99,c1,5\n")
     changed = project.run(spec, dry_run=True)  # type: ignore[arg-type]
     assert changed.steps["load"].reasons == ["code changed"]  # the sources are part of its code
+
+
+def test_builtin_train_step_commits_the_model_of_a_tracked_run(project: Project) -> None:
+    import json
+
+    from threadline.tracking import TrackingStore
+
+    rows = "x1,x2,label\n" + "".join(f"{i % 17},{(i * 7) % 13},{int(i % 17 > 8)}\n" for i in range(400))
+    (project.root / "data").mkdir()
+    (project.root / "data" / "points.csv").write_text(rows)
+    text = """
+pipeline: fit
+steps:
+  load:
+    uses: threadline.prep.ingest
+    with: {sources: [data/points.csv]}
+  model:
+    uses: threadline.train
+    inputs: {table: "step:load"}
+    with: {estimator: sklearn.linear_model.LogisticRegression, params: {max_iter: C_ITER},
+           target: label, workers: 1, seed: 3}
+"""
+    result = project.run(_yaml(project, text.replace("C_ITER", "300")))  # type: ignore[arg-type]
+    assert result.status == "succeeded", [o.error for o in result.steps.values()]
+    tree = project.tree("fit-model")
+    assert {"training.json", "model/model.skops", "model/threadline-model.json"} <= tree.keys()
+    summary = json.loads(project.read("fit-model", "training.json"))
+    assert summary["strategy"] in ("combine", "single")
+    assert summary["metrics"]["train_score"] > 0.9
+    store = TrackingStore(project.repos)
+    run = store.get_run(summary["run_id"])
+    assert run.params["estimator.max_iter"] == "300"
+    load_commit = project.repos.resolve("fit-load@main").require_commit().id
+    assert any(load_commit in json.dumps(item) for item in run.inputs)  # the run points at the data commit
+
+    again = project.run(_yaml(project, text.replace("C_ITER", "300")))  # type: ignore[arg-type]
+    assert again.steps["model"].status == "cached"
+    more = project.run(_yaml(project, text.replace("C_ITER", "400")))  # type: ignore[arg-type]
+    assert more.steps["model"].status == "succeeded"
+    assert more.steps["load"].status == "cached"
+    assert json.loads(project.read("fit-model", "training.json"))["run_id"] != summary["run_id"]
+
+
+def test_builtin_train_step_refuses_unknown_keys_before_training(project: Project) -> None:
+    (project.root / "data").mkdir()
+    (project.root / "data" / "p.csv").write_text("x,label\n1,0\n2,1\n")
+    spec = _yaml(project, """
+pipeline: bad
+steps:
+  load:
+    uses: threadline.prep.ingest
+    with: {sources: [data/p.csv]}
+  model:
+    uses: threadline.train
+    inputs: {table: "step:load"}
+    with: {estimator: sklearn.linear_model.LogisticRegression, target: label, wokers: 2}
+""")
+    result = project.run(spec)  # type: ignore[arg-type]
+    assert result.status == "failed"
+    assert "unknown `with:` keys ['wokers']" in (result.steps["model"].error or "")
+    assert project.repos.resolve("bad-model@main").commit is None
