@@ -1,11 +1,17 @@
 """Training data: read a committed table (or take arrays), split it into shards, spill them.
 
-The driver reads the table once, permutes its rows with the seed and writes each shard as
-two `.npy` files in a scratch folder. Workers memory-map their shard by path (and keep it
-open between epochs), so a shard crosses the process boundary as a path, not as pickled
-arrays: the local pool and a Ray cluster on this machine share the disk. A Ray cluster on
-other machines would need the scratch folder on shared storage (`spill(scratch=...)`), or
-workers that read their row range from the data repo themselves: not built yet.
+The driver reads the table once and cuts it into shards by a seeded shuffle of row blocks
+(up to 1,024 rows each, so a shard samples the whole table even when it is sorted, while
+copying stays a sequence of block moves rather than a row-by-row gather). Each shard is
+written straight into two memory-mapped `.npy` files in a scratch folder, in `/dev/shm`
+where it has room (so spilling is a memory copy, not a disk write) and the system temp
+folder otherwise. Workers memory-map their shard by path (and keep it open between epochs),
+so a shard crosses the process boundary as a path, not as pickled arrays: the local pool
+and a Ray cluster on this machine share the folder. A Ray cluster on other machines needs
+the scratch folder on shared storage (`spill(scratch=...)`).
+
+Scratch folders carry the driver's process id; a new one removes those of drivers that are
+gone (killed before they could clean up), so `/dev/shm` never fills with orphans.
 
 Labels are stored as numbers or fixed-width strings, never as object arrays, so loading a
 shard never unpickles anything.
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -26,11 +33,11 @@ import numpy as np
 from threadline.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from threadline.data.repos import DataRepos
 
-__all__ = ["Shard", "TrainData", "load_data", "load_shard", "seed_for", "spill"]
+__all__ = ["Shard", "TrainData", "distinct", "iter_shards", "load_data", "load_shard", "seed_for", "spill"]
 
 
 def seed_for(seed: int, *keys: int) -> int:
@@ -126,15 +133,35 @@ class Spill:
     root: Path
     shards: list[Shard] = field(default_factory=list)
 
-    def add(self, name: str, X: np.ndarray, y: np.ndarray) -> Shard:
-        """Write one shard and return it."""
+    def _folder(self, name: str) -> Path:
         folder = self.root / name
         folder.mkdir()
-        np.save(folder / "x.npy", np.ascontiguousarray(X), allow_pickle=False)
-        np.save(folder / "y.npy", y, allow_pickle=False)
-        shard = Shard(str(folder), int(X.shape[0]))
+        return folder
+
+    def _done(self, folder: Path, rows: int) -> Shard:
+        shard = Shard(str(folder), rows)
         self.shards.append(shard)
         return shard
+
+    def add(self, name: str, X: np.ndarray, y: np.ndarray) -> Shard:
+        """Write one shard and return it."""
+        folder = self._folder(name)
+        np.save(folder / "x.npy", np.ascontiguousarray(X), allow_pickle=False)
+        np.save(folder / "y.npy", y, allow_pickle=False)
+        return self._done(folder, int(X.shape[0]))
+
+    def add_blocks(self, name: str, X: np.ndarray, y: np.ndarray, ranges: Sequence[tuple[int, int]]) -> Shard:
+        """Write the rows of `ranges` ([start, stop) pairs, in order) as one shard, block by block."""
+        folder = self._folder(name)
+        rows = sum(stop - start for start, stop in ranges)
+        for file, array in (("x.npy", np.ascontiguousarray(X)), ("y.npy", np.ascontiguousarray(y))):
+            with open(folder / file, "wb") as out:  # plain writes: cheaper than faulting in mmap pages
+                header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+                          "shape": (int(rows), *map(int, array.shape[1:]))}
+                np.lib.format.write_array_header_2_0(out, header)
+                for start, stop in ranges:
+                    out.write(array[start:stop].data)
+        return self._done(folder, rows)
 
     def close(self) -> None:
         """Delete the scratch folder."""
@@ -147,9 +174,39 @@ class Spill:
         self.close()
 
 
-def spill(scratch: str | Path | None = None) -> Spill:
-    """A new scratch folder for shards (under `scratch`, default the system temp folder)."""
-    return Spill(Path(tempfile.mkdtemp(prefix="tl-train-", dir=scratch)))
+_SHM = Path("/dev/shm")  # noqa: S108 - a private mkdtemp folder inside it, mode 0700
+_PREFIX = "tl-train-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the scratch folders of drivers that died before cleaning up."""
+    for entry in folder.glob(f"{_PREFIX}*"):
+        pid = entry.name[len(_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def spill(scratch: str | Path | None = None, need_bytes: int = 0) -> Spill:
+    """A new scratch folder for shards: under `scratch` if given, else in `/dev/shm` when it
+    has room for `need_bytes` (plus a quarter of its size to spare), else the system temp folder."""
+    where: Path | None = Path(scratch) if scratch is not None else None
+    if where is None and _SHM.is_dir() and os.access(_SHM, os.W_OK):
+        total, _, free = shutil.disk_usage(_SHM)
+        if free - need_bytes > total // 4:
+            where = _SHM
+    if where is not None:
+        _sweep(where)
+    return Spill(Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=where)))
 
 
 def split_rows(rows: int, parts: int) -> list[tuple[int, int]]:
@@ -158,8 +215,19 @@ def split_rows(rows: int, parts: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
 
+def _block_size(rows: int, parts: int) -> int:
+    """Rows per shuffled block: 1,024 at most, and at least 256 blocks per shard."""
+    return max(1, min(1024, rows // (parts * 256)))
+
+
 def shard_data(data: TrainData, parts: int, seed: int, out: Spill, *, classifier: bool) -> list[Shard]:
-    """Permute the rows with `seed`, cut them into `parts` row ranges and write each as a shard.
+    """All the shards of `iter_shards`, written."""
+    return list(iter_shards(data, parts, seed, out, classifier=classifier))
+
+
+def iter_shards(data: TrainData, parts: int, seed: int, out: Spill, *, classifier: bool) -> Iterator[Shard]:
+    """Shuffle row blocks with `seed`, deal them into `parts` shards of about equal rows, write
+    each and yield it (so its fit can start while the next is written).
 
     Raises:
         InvalidArgument: a classifier's shard would miss a class (the combined model could not
@@ -167,20 +235,30 @@ def shard_data(data: TrainData, parts: int, seed: int, out: Spill, *, classifier
     """
     if parts < 1 or parts > data.rows:
         raise InvalidArgument(f"cannot split {data.rows} rows into {parts} shards")
-    order = np.random.default_rng(seed_for(seed, 0)).permutation(data.rows)
-    classes = np.unique(data.y) if classifier else None
-    shards = []
-    for i, (start, stop) in enumerate(split_rows(data.rows, parts)):
-        rows = order[start:stop]
-        y = data.y[rows]
+    size = _block_size(data.rows, parts)
+    starts = np.arange(0, data.rows, size)
+    order = np.random.default_rng(seed_for(seed, 0)).permutation(len(starts))
+    classes = distinct(data.y) if classifier else None
+    for i, (first, last) in enumerate(split_rows(len(starts), parts)):
+        chosen = np.sort(starts[order[first:last]])  # ascending: the copy walks memory forwards
+        shard = out.add_blocks(f"shard-{i}", data.X, data.y,
+                               [(int(a), int(min(a + size, data.rows))) for a in chosen])
         if classes is not None:
-            missing = np.setdiff1d(classes, np.unique(y))
+            missing = np.setdiff1d(classes, distinct(np.load(Path(shard.path) / "y.npy", allow_pickle=False)))
             if missing.size:
                 raise InvalidArgument(
                     f"shard {i} of {parts} has no rows of class(es) {', '.join(map(str, missing[:5]))}; "
                     "every shard must see every class - use fewer workers or more data")
-        shards.append(out.add(f"shard-{i}", data.X[rows], y))
-    return shards
+        yield shard
+
+
+def distinct(y: np.ndarray) -> np.ndarray:
+    """The sorted distinct labels; a counting pass instead of a sort for small-range integers."""
+    if y.dtype.kind in "iu" and y.size:
+        low, high = int(y.min()), int(y.max())
+        if high - low < 1 << 20:
+            return np.flatnonzero(np.bincount((y - low).astype(np.intp, copy=False))).astype(y.dtype) + low
+    return np.unique(y)
 
 
 @functools.lru_cache(maxsize=8)

@@ -30,7 +30,7 @@ import numpy as np
 from threadline.compute.base import Task
 from threadline.train import combine as rules
 from threadline.train.record import save_checkpoint
-from threadline.train.shards import load_shard, seed_for
+from threadline.train.shards import distinct, load_shard, seed_for
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -99,7 +99,7 @@ def _merge(previous: Any, parts: Sequence[Any], rows: Sequence[int]) -> Any:
 def run_sync(ctx: Context, model: Any, shards: Sequence[Shard], epochs: int, first_epoch: int = 0
              ) -> tuple[Any, dict[str, float]]:
     """Run epochs `first_epoch` .. `epochs - 1` from `model`; returns the model and its metrics."""
-    classes = np.unique(ctx.data.y) if ctx.classifier else None
+    classes = distinct(ctx.data.y) if ctx.classifier else None
     if _is_nb(model):
         epochs = min(epochs, 1)  # exact after one pass; more would count rows twice
     if _is_mbk(model) and not hasattr(model, "cluster_centers_"):
