@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from threadline.compute.base import Executor, Resources, Task, TaskHandle
 from threadline.compute.errors import TaskCancelled, TaskFailed, TaskTimeout
 from threadline.compute.local import LocalExecutor
 from threadline.compute.ray_executor import RayExecutor
 from threadline.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "KINDS",
@@ -26,13 +31,15 @@ __all__ = [
 KINDS = ("local", "ray")
 
 
-def open_executor(kind: str = "local", *, workers: int | None = None, address: str | None = None) -> Executor:
+def open_executor(kind: str = "local", *, workers: int | None = None, address: str | None = None,
+                  preload: Sequence[str] = ()) -> Executor:
     """Open an executor by name.
 
     Args:
         kind: "local" (a process pool on this machine) or "ray" (a Ray cluster).
         workers: CPU slots used at once; default: every CPU of the machine or cluster.
         address: the Ray cluster to connect to; None starts a local one. Only for "ray".
+        preload: modules local workers start with already imported (see `LocalExecutor`).
 
     Raises:
         InvalidArgument: an unknown kind, an address for "local", or "ray" without Ray installed.
@@ -40,7 +47,7 @@ def open_executor(kind: str = "local", *, workers: int | None = None, address: s
     if kind == "local":
         if address is not None:
             raise InvalidArgument(f"the local executor takes no address (got {address!r}); use kind='ray'")
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, preload=preload)
     if kind == "ray":
         # RayExecutor imports Ray when constructed, so this module stays light without it
         return RayExecutor(address, workers)

@@ -12,6 +12,12 @@ with any lock they held at that instant held forever in the child. A forkserver 
 workers from a small single-threaded server process instead, which is as safe as `spawn` but
 replaces a killed worker in milliseconds rather than re-starting an interpreter.
 
+Preloading: `preload` names modules the forkserver imports once, when it starts, so every
+worker forked from it (in this pool, and in any pool this process opens later) begins with
+them imported instead of spending a third of a second importing the data layer before its
+first task. The forkserver is one per process: modules asked for after it started take
+effect only in a process that has not started it yet.
+
 Admission: the pool has `workers` CPU slots (and the GPUs CUDA reports). A task is started,
 first come first served, when a worker is idle and its `Resources` fit in what is free, so a
 task with cpus=2 on a 2-worker pool runs alone. A task that could never fit is refused by
@@ -40,6 +46,7 @@ from threadline.compute.remote import RemoteError, failure, invoke, retry_or_fai
 from threadline.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from multiprocessing.connection import Connection
     from multiprocessing.context import ForkServerContext, SpawnContext
     from multiprocessing.process import BaseProcess
@@ -73,6 +80,14 @@ def _worker_main(conn: Connection) -> None:
             conn.send(outcome)
         except Exception as exc:  # noqa: BLE001 - the result does not pickle; nothing was written
             conn.send((False, RemoteError.from_exception(exc)))
+
+
+def _preload(ctx: ForkServerContext, modules: Sequence[str]) -> None:
+    """Add `modules` to what the forkserver imports when it starts (keeping `__main__` and others)."""
+    from multiprocessing import forkserver
+
+    current = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])
+    ctx.set_forkserver_preload(current + [m for m in modules if m not in current])
 
 
 def _default_start_method() -> str:
@@ -124,6 +139,7 @@ class LocalExecutor(Executor):
     Args:
         workers: worker processes, i.e. CPU slots; default `os.cpu_count()`.
         start_method: "forkserver" (default where available) or "spawn".
+        preload: modules the forkserver imports before forking workers (see the module notes).
 
     Example::
 
@@ -133,7 +149,8 @@ class LocalExecutor(Executor):
 
     kind = "local"
 
-    def __init__(self, workers: int | None = None, *, start_method: str | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, start_method: str | None = None,
+                 preload: Sequence[str] = ()) -> None:
         machine_cpus = os.cpu_count() or 1
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise InvalidArgument(f"LocalExecutor(workers={workers!r}): must be an int >= 1")
@@ -144,6 +161,8 @@ class LocalExecutor(Executor):
         self.workers = workers or machine_cpus
         self.start_method = method
         self._ctx = cast("ForkServerContext | SpawnContext", multiprocessing.get_context(method))
+        if method == "forkserver" and preload:
+            _preload(cast("ForkServerContext", self._ctx), preload)
         self._machine_cpus = machine_cpus
         self._gpus = _detect_gpus()
         self._memory_mb = _total_memory_mb()

@@ -6,6 +6,7 @@ import multiprocessing
 import pickle
 import subprocess
 import sys
+import textwrap
 import threading
 from typing import TYPE_CHECKING
 
@@ -128,3 +129,23 @@ def test_import_threadline_compute_stays_light() -> None:
             "print(sorted(m for m in ('ray', 'pandas', 'pyarrow', 'sqlalchemy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_preloaded_modules_are_imported_before_the_first_task(tmp_path: Path) -> None:
+    # the forkserver is one per process: a fresh interpreter, so no earlier pool started it
+    script = tmp_path / "preload_check.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from threadline.compute import Task, open_executor
+
+        def loaded(name):
+            return name in sys.modules
+
+        if __name__ == "__main__":
+            with open_executor("local", workers=1, preload=["xml.dom.minidom"]) as pool:
+                print(pool.submit(Task(loaded, ("xml.dom.minidom",))).result(),
+                      pool.submit(Task(loaded, ("xml.sax.saxutils",))).result())
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.stdout.split() == ["True", "False"]
