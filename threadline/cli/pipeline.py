@@ -100,6 +100,11 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline: unchanged steps are reused, changed ones re-run on the changed datums."""
+    if executor == "local" and not dry_run:
+        from threadline.compute.local import prestart
+        from threadline.pipelines import WORKER_MODULES
+
+        prestart(WORKER_MODULES)  # the workers' imports run beside this process's own
     from threadline.config import load_settings
     from threadline.pipelines.engine import run_pipeline
 

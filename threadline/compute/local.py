@@ -90,6 +90,19 @@ def _preload(ctx: ForkServerContext, modules: Sequence[str]) -> None:
     ctx.set_forkserver_preload(current + [m for m in modules if m not in current])
 
 
+def prestart(preload: Sequence[str] = ()) -> None:
+    """Start this process's forkserver now, importing `preload`, so that a pool opened later
+    forks its workers at once: a command line that will need workers calls this first and
+    the server's imports run beside its own. Does nothing where there is no forkserver."""
+    if _default_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    if preload:
+        _preload(multiprocessing.get_context("forkserver"), preload)
+    forkserver.ensure_running()
+
+
 def _default_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from threadline.compute import Resources, Task, TaskFailed, TaskTimeout, open_executor
 from threadline.errors import AlreadyExists, NotFound, ThreadlineError
+from threadline.pipelines import WORKER_MODULES
 from threadline.pipelines.planner import Planner
 from threadline.pipelines.runs import RunStore
 from threadline.pipelines.spec import apply_overrides
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 #: (the last task restores and re-hashes every chunk's outputs: for a few cheap datums one
 #: task is faster)
 FANOUT_MIN = 32
-_WORKER_MODULES = ("threadline.pipelines.worker",)  # what a local worker imports before its first step
 
 
 @dataclass
@@ -131,8 +131,7 @@ def run_pipeline(
         kind_name = executor
 
         def make() -> Executor:
-            # local workers start with the step runner imported (the data layer: ~0.3 s each)
-            return open_executor(kind_name, workers=workers, preload=_WORKER_MODULES)
+            return open_executor(kind_name, workers=workers, preload=WORKER_MODULES)
     else:
         shared = executor
 
