@@ -8,6 +8,7 @@ JSON). `profile.py` combines them into column and table profiles.
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import math
 import zlib
@@ -33,6 +34,12 @@ _HLL_SPARSE_MAX = 64  # below this many distinct hashes the set is kept exactly
 _KLL_K = 128
 _KLL_C = 2.0 / 3.0
 _TOP_K = 64
+
+
+@functools.lru_cache(maxsize=256)
+def _capacity(k: int, depth: int) -> int:
+    """KLL capacity of a level `depth` levels below the top."""
+    return max(2, math.ceil(k * _KLL_C**depth))
 
 
 # ---------------------------------------------------------------------------------------- hashing
@@ -249,23 +256,28 @@ class KLLSketch:
         out._compress()
         return out
 
-    def _capacity(self, h: int) -> int:
-        depth = len(self._levels) - 1 - h
-        return max(2, math.ceil(self.k * _KLL_C**depth))
+    def _capacities(self) -> list[int]:
+        """Each level's capacity, lowest first: the top holds k, each level below 2/3 of the next."""
+        depth = len(self._levels)
+        return [_capacity(self.k, depth - 1 - h) for h in range(depth)]
 
     def _compress(self) -> None:
         # Lazy compaction (as in Apache DataSketches): only when the sketch as a whole is over
         # its budget, and then the lowest level that is at capacity; keeps more items, so
         # smaller error for the same space than compacting every full level at once.
-        while sum(lv.size for lv in self._levels) > sum(self._capacity(h) for h in range(len(self._levels))):
-            h = next(h for h, lv in enumerate(self._levels) if lv.size >= self._capacity(h))
-            items = np.sort(self._levels[h])
+        caps = self._capacities()
+        while sum(lv.size for lv in self._levels) > sum(caps):
+            h = next(h for h, lv in enumerate(self._levels) if lv.size >= caps[h])
+            # stable (timsort) sort: above level 0 a level is a sorted run plus a few leftovers,
+            # which it merges in linear time
+            items = np.sort(self._levels[h], kind="stable")
             even = items.size - items.size % 2
             coin = _splitmix64_int((h << 32) ^ self._compactions[h]) & 1
             self._compactions[h] += 1
             if h + 1 == len(self._levels):
                 self._levels.append(np.empty(0))
                 self._compactions.append(0)
+                caps = self._capacities()
             self._levels[h] = items[even:]
             self._levels[h + 1] = np.concatenate([self._levels[h + 1], items[coin:even:2]])
 
