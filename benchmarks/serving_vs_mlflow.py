@@ -41,6 +41,7 @@ Usage:
     nice -n -10 .venv/bin/python benchmarks/serving_vs_mlflow.py            # ~13 minutes
     .venv/bin/python benchmarks/serving_vs_mlflow.py --quick                # smoke run
     .venv/bin/python benchmarks/serving_vs_mlflow.py --json out.json --markdown out.md
+    .venv/bin/python benchmarks/serving_vs_mlflow.py --inprocess-only     # seconds, no wrk
 
 Needs `wrk` on PATH (Debian/Ubuntu: `apt-get install -y wrk`; macOS: `brew install wrk`).
 """
@@ -472,6 +473,55 @@ def in_process(workdir: Path, records: bytes, split: bytes, count: int = 3000) -
     return out
 
 
+def _setup_home(workdir: Path) -> tuple[Any, Any, Any, Any]:
+    """A Threadline home in `workdir` with the benchmark model registered as `bench@production`
+    and deployments `plain` (cache off) and `cached`; returns (x, model, registry, version)."""
+    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+
+    from threadline.config import init_home
+    from threadline.registry.registry import ModelRegistry
+    from threadline.serving.deployments import Deployments
+
+    x, y = make_data()
+    model = LogisticRegression(max_iter=1000).fit(x, y)
+    init_home()
+    registry = ModelRegistry.open()
+    version = registry.register("bench", model, example=x.head(5))
+    registry.set_alias("bench", "production", version.version)
+    deployments = Deployments(registry)
+    route = [{"model": "bench@production"}]
+    deployments.create("plain", route, {"cache": {"enabled": False}})
+    deployments.create("cached", route, {"cache": {"enabled": True}})
+    (workdir / "bare_app.py").write_text(BARE_APP)
+    return x, model, registry, version
+
+
+def inprocess_only(workdir: Path | None) -> int:
+    """`--inprocess-only`: the hot-path steps and the app alone as an ASGI callable, printed."""
+    work = workdir or Path(tempfile.mkdtemp(prefix="tl-serve-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["THREADLINE_HOME"] = str(work / "home")
+    try:
+        x, _, registry, version = _setup_home(work)
+        pool = bodies(x, 1, 1000)
+        profile = hot_path(registry, version, x, pool["split"][0], pool["records"][0])
+        asgi = in_process(work, pool["records"][0], pool["split"][0])
+    finally:
+        if workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"Hot path in process (median µs, engine {profile['engine']}):")
+    for step, us in profile["steps_us"].items():
+        print(f"  {step}: {us:.1f}")
+    print("The app alone as an ASGI callable (µs per request):")
+    for key, value in asgi.items():
+        if key.endswith("_us"):
+            print(f"  {key.removesuffix('_us')}: {value:.1f}")
+    print("cProfile of plain /predict (self µs per request):")
+    for row in asgi["profile_self_time"][:20]:
+        print(f"  {row['self_us']:6.2f} µs {row['calls_per_request']:5g} calls  {row['where']}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 def fmt_rps(v: float) -> str:
     return f"{v:,.0f}"
@@ -592,7 +642,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--inprocess-only", action="store_true",
+                        help="only the in-process timing (seconds; no servers, no wrk)")
     args = parser.parse_args(argv)
+    if args.inprocess_only:
+        return inprocess_only(args.workdir)
     if args.quick:
         args.repeat, args.duration, args.warmup = 1, 2, 1
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -614,22 +668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # ------------------------------------------------------------ set-up
         import mlflow.sklearn
-        from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
-        from threadline.config import init_home
-        from threadline.registry.registry import ModelRegistry
-        from threadline.serving.deployments import Deployments
-
-        x, y = make_data()
-        model = LogisticRegression(max_iter=1000).fit(x, y)
-        init_home()
-        registry = ModelRegistry.open()
-        version = registry.register("bench", model, example=x.head(5))
-        registry.set_alias("bench", "production", version.version)
-        deployments = Deployments(registry)
-        route = [{"model": "bench@production"}]
-        deployments.create("plain", route, {"cache": {"enabled": False}})
-        deployments.create("cached", route, {"cache": {"enabled": True}})
+        x, model, registry, version = _setup_home(workdir)
         mlflow_model = workdir / "mlflow-model"
         mlflow.sklearn.save_model(model, str(mlflow_model), input_example=x.head(5))
 
@@ -644,7 +684,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 files[scenario, kind] = path
         lua = workdir / "post.lua"
         lua.write_text(POST_LUA)
-        (workdir / "bare_app.py").write_text(BARE_APP)
 
         uvicorn_opts = ["--host", "127.0.0.1", "--no-access-log", "--log-level", "warning",
                         "--loop", "uvloop", "--http", "httptools", "--no-server-header",

@@ -76,16 +76,12 @@ class MicroBatcher:
 
     async def submit(self, inputs: Inputs) -> np.ndarray[Any, Any]:
         """The model's answers for `inputs` (awaitable; cancel it to withdraw the request)."""
-        if self._closed:
-            raise RuntimeError("the model version is unloaded")
+        now = self.answer_now(inputs)
+        if now is not None:
+            return now
         loop = asyncio.get_running_loop()
-        if not self._busy and not self._queue:
-            cheap = self._cost() < INLINE_SECONDS
-            if cheap:  # cheaper than a hand-off to a batch: answer now, on the loop
-                self._count(inputs.rows)
-                return self._predict(inputs)
-            if self.max_wait <= 0 or self._others() == 0:
-                return await self._run_alone(inputs, loop)
+        if not self._busy and not self._queue and (self.max_wait <= 0 or self._others() == 0):
+            return await self._run_alone(inputs, loop)
         pending = _Pending(inputs, loop.create_future())
         self._queue.append(pending)
         self._queued_rows += inputs.rows
@@ -99,6 +95,20 @@ class MicroBatcher:
         except asyncio.CancelledError:
             self._withdraw(pending)
             raise
+
+    def answer_now(self, inputs: Inputs) -> np.ndarray[Any, Any] | None:
+        """The model's answers for `inputs` at once, on the caller's thread, when the model is
+        cheap (under `INLINE_SECONDS` a call) and idle; None when they must be `submit`ted.
+
+        Nothing waits in here, so a caller needs no deadline around it.
+        """
+        if self._closed:
+            raise RuntimeError("the model version is unloaded")
+        if self._busy or self._queue or self._cost() >= INLINE_SECONDS:
+            return None
+        # cheaper than a hand-off to a batch: answer now, on the loop
+        self._count(inputs.rows)
+        return self._predict(inputs)
 
     async def _run_alone(self, inputs: Inputs, loop: asyncio.AbstractEventLoop) -> np.ndarray[Any, Any]:
         self._busy = True

@@ -128,6 +128,32 @@ class ResultCache:
             self.hits += 1
         return value, hit
 
+    def get_or_compute_now(
+        self, version_id: str, input_key: bytes, compute: Callable[[], bytes | None]
+    ) -> tuple[bytes, bool] | None:
+        """`get_or_compute` without waiting: the stored result, or `compute()`'s, computed at
+        once and stored. None when that cannot be done without waiting (`compute()` returned
+        None, or an identical computation is in flight): the caller then awaits
+        `get_or_compute`. Counts hits and misses as `get_or_compute` does.
+        """
+        key = cache_digest(version_id, input_key)
+        value = self._lookup(key)
+        if value is not None:
+            self.hits += 1
+            return value, True
+        if key in self._flights:
+            return None
+        try:
+            computed = compute()
+        except Exception:
+            self.misses += 1  # it ran and failed: a miss, as `get_or_compute` counts it
+            raise
+        if computed is None:
+            return None
+        self.misses += 1  # nothing ran in between, so no invalidation can have come first
+        self._store(key, version_id, computed)
+        return computed, False
+
     def get(self, version_id: str, input_key: bytes) -> bytes | None:
         """A stored result without computing anything (the raw-body fast path); counts a hit."""
         value = self._lookup(cache_digest(version_id, input_key))

@@ -9,7 +9,7 @@ kept as a NumPy array with rows first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,11 +27,16 @@ class Inputs:
         columns: column name -> one value per row, in the request's column order.
         tensor: a NumPy array whose first axis is the rows.
         rows: how many rows.
+        matrix: a table's values as one float64 matrix, rows first, its columns in the order
+            of `columns`, when the decoder built it on the way (every column a float column);
+            a model taking those columns in that order is given it as is. It never differs
+            from `columns`.
     """
 
     columns: dict[str, list[Any]] | None = None
     tensor: np.ndarray[Any, Any] | None = None
     rows: int = 0
+    matrix: np.ndarray[Any, Any] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def table(cls, columns: dict[str, list[Any]]) -> Inputs:
@@ -73,6 +78,8 @@ class Inputs:
                 assert part.columns is not None
                 for name in names:
                     joined[name].extend(part.columns[name])
-            return cls(columns=joined, rows=sum(p.rows for p in parts))
+            matrices = [p.matrix for p in parts if p.matrix is not None]
+            matrix = np.concatenate(matrices, axis=0) if len(matrices) == len(parts) else None
+            return cls(columns=joined, rows=sum(p.rows for p in parts), matrix=matrix)
         tensors = [p.tensor for p in parts if p.tensor is not None]
         return cls.array(np.concatenate(tensors, axis=0))

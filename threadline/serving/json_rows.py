@@ -14,7 +14,13 @@ import numpy as np
 
 from threadline.errors import InvalidArgument
 from threadline.serving.inputs import Inputs
-from threadline.serving.signature_check import ANY_INPUT, check_values, name_mismatch, validate
+from threadline.serving.signature_check import (
+    ANY_INPUT,
+    check_values,
+    float_rows,
+    name_mismatch,
+    validate,
+)
 from threadline.serving.wire import no_rows
 
 if TYPE_CHECKING:
@@ -36,6 +42,15 @@ def table_from_records(records: list[Any], spec: InputSpec, where: str) -> Input
     else:
         _bad_record(records, (), where)
     width = len(names)
+    if spec.floats:  # all-float models: straight to the matrix, or the general path below
+        try:
+            rows = [[row[name] for name in names] for row in records]
+        except (KeyError, TypeError):
+            pass
+        else:
+            fast = float_rows(spec, rows) if all(len(row) == width for row in records) else None
+            if fast is not None:
+                return fast
     try:
         columns = {name: [row[name] for row in records] for name in names}
     except (KeyError, TypeError):

@@ -6,6 +6,14 @@ The `observe_*` methods keep each labelled child in a dict keyed by its label tu
 prometheus_client's `.labels()` validates and stringifies every value on each call, and the
 cached path skips that (see `benchmarks`/the report for the measured gain).
 
+One process: observations are added to plain numbers next to each child (a counter's count, a
+histogram's per-bucket counts and sum, the in-flight level) and written into the children by
+`flush()`, which `render()` and `snapshot()` call first, so every reader sees every
+observation made before it. A prometheus_client `inc` takes a lock and a histogram `observe`
+walks its buckets; at tens of thousands of requests a second that was several microseconds a
+request. Several processes: every observation is written through at once, as each worker's
+files must hold its values for the others to read.
+
 Several uvicorn workers: the server sets `PROMETHEUS_MULTIPROC_DIR` to a fresh folder before it
 forks them, and prometheus_client then keeps every value in per-process memory-mapped files
 there. `render()` and `snapshot()` read all of those files (`MultiProcessCollector`), so any
@@ -17,7 +25,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, TypedDict
+from bisect import bisect_left
+from typing import TYPE_CHECKING, Generic, TypedDict, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -49,6 +58,50 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 BATCH_BUCKETS = tuple(float(2**i) for i in range(11))  # 1, 2, 4, ... 1024 rows per model call
 
 _RouteKey = tuple[str, str, str, str]  # deployment, route, model, version
+_Child = TypeVar("_Child", Counter, Gauge, Histogram)
+
+
+class _Pending(Generic[_Child]):
+    """A labelled child and what was observed for it but not yet written to it.
+
+    `count`: a counter's increments, a gauge's level, or a histogram's observations;
+    `total` and `buckets`: a histogram's sum and per-bucket counts (not cumulative, as
+    prometheus_client keeps them).
+    """
+
+    __slots__ = ("buckets", "child", "count", "total")
+
+    def __init__(self, child: _Child, buckets: int = 0) -> None:
+        self.child: _Child = child
+        self.count = 0
+        self.total = 0.0
+        self.buckets = [0] * buckets
+
+
+def _flush_counter(pending: _Pending[Counter]) -> None:
+    if pending.count:
+        pending.child.inc(pending.count)
+        pending.count = 0
+
+
+def _flush_histogram(pending: _Pending[Histogram]) -> None:
+    if not pending.count:
+        return
+    child = pending.child
+    # prometheus_client has no public "observe many"; its buckets and sum are value objects
+    # with `inc`, the same ones `observe` increments (the render tests check the result)
+    child._sum.inc(pending.total)
+    for index, count in enumerate(pending.buckets):
+        if count:
+            child._buckets[index].inc(count)
+            pending.buckets[index] = 0
+    pending.count, pending.total = 0, 0.0
+
+
+def _observe(pending: _Pending[Histogram], bounds: tuple[float, ...], value: float) -> None:
+    pending.count += 1
+    pending.total += value
+    pending.buckets[bisect_left(bounds, value)] += 1  # the first bound >= value (+Inf: the last)
 
 
 class RouteStats(TypedDict):
@@ -120,12 +173,16 @@ class ServingMetrics:
                                   ("deployment", "reason"), namespace=ns, registry=r)
         self.shadow = Counter("shadow_requests", "Requests mirrored to a shadow version.",
                               (*version_labels, "status"), namespace=ns, registry=r)
-        # Label tuple -> labelled children, so the hot path is one dict lookup per metric.
-        self._request_children: dict[tuple[str, str, str, str, str, int], tuple[Counter, Histogram]] = {}
-        self._latency_children: dict[_RouteKey, Histogram] = {}
-        self._batch_children: dict[tuple[str, str, str], Histogram] = {}
-        self._counter_children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
-        self._inflight_children: dict[str, Gauge] = {}
+        # Label tuple -> labelled children (with what is pending for them), so the hot path is
+        # one dict lookup per metric.
+        self._request_children: dict[tuple[str, str, str, str, str, int],
+                                     tuple[_Pending[Counter], _Pending[Histogram]]] = {}
+        self._latency_children: dict[_RouteKey, _Pending[Histogram]] = {}
+        self._batch_children: dict[tuple[str, str, str], _Pending[Histogram]] = {}
+        self._counter_children: dict[tuple[Counter, tuple[str, ...]], _Pending[Counter]] = {}
+        self._inflight_children: dict[str, _Pending[Gauge]] = {}
+        #: write every observation at once (several processes) rather than on `flush`
+        self._write_through = self.multiprocess_dir is not None
         self._render_registry = self.registry
         if self.multiprocess_dir is not None:
             # Metrics above still write their files; exposition reads every worker's files
@@ -143,19 +200,27 @@ class ServingMetrics:
             route_key = (deployment, route, model, version)
             latency = self._latency_children.get(route_key)
             if latency is None:
-                latency = self._latency_children[route_key] = self.latency.labels(*route_key)
+                latency = self._latency_children[route_key] = _Pending(
+                    self.latency.labels(*route_key), len(LATENCY_BUCKETS) + 1)
             children = self._request_children[key] = (
-                self.requests.labels(*route_key, protocol, str(status)), latency)
-        children[0].inc()
-        children[1].observe(seconds)
+                _Pending(self.requests.labels(*route_key, protocol, str(status))), latency)
+        count, latency = children
+        count.count += 1
+        _observe(latency, LATENCY_BUCKETS, seconds)
+        if self._write_through:
+            _flush_counter(count)
+            _flush_histogram(latency)
 
     def observe_batch(self, deployment: str, model: str, version: str, rows: int) -> None:
         """Record the rows of one model call."""
         key = (deployment, model, version)
-        child = self._batch_children.get(key)
-        if child is None:
-            child = self._batch_children[key] = self.batch_size.labels(*key)
-        child.observe(rows)
+        pending = self._batch_children.get(key)
+        if pending is None:
+            pending = self._batch_children[key] = _Pending(self.batch_size.labels(*key),
+                                                           len(BATCH_BUCKETS) + 1)
+        _observe(pending, BATCH_BUCKETS, rows)
+        if self._write_through:
+            _flush_histogram(pending)
 
     def observe_cache(self, deployment: str, model: str, version: str, hit: bool) -> None:
         """Count one cache lookup."""
@@ -176,14 +241,28 @@ class ServingMetrics:
 
     def request_started(self, deployment: str) -> None:
         """One more request in flight (pair with `request_finished` in a `finally`)."""
-        self._inflight(deployment).inc()
+        self._inflight(deployment, 1)
 
     def request_finished(self, deployment: str) -> None:
         """One request fewer in flight."""
-        self._inflight(deployment).dec()
+        self._inflight(deployment, -1)
+
+    def flush(self) -> None:
+        """Write what was observed since the last flush into the Prometheus children (one
+        process; with several, every observation was written at once)."""
+        for count, _ in self._request_children.values():
+            _flush_counter(count)
+        for histogram in (*self._latency_children.values(), *self._batch_children.values()):
+            _flush_histogram(histogram)
+        for counter in self._counter_children.values():
+            _flush_counter(counter)
+        if not self._write_through:
+            for level in self._inflight_children.values():
+                level.child.set(level.count)
 
     def forget_version(self, model: str, version: str) -> None:
         """Drop an unloaded version's cached children (and, in one process, its series)."""
+        self.flush()
         removable = self.multiprocess_dir is None  # prometheus_client cannot remove across processes
         doomed_requests = [k for k in self._request_children if k[2:4] == (model, version)]
         for rkey in doomed_requests:
@@ -208,6 +287,7 @@ class ServingMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every worker's metrics, and its content type."""
+        self.flush()
         return generate_latest(self._render_registry), CONTENT_TYPE_LATEST
 
     def mark_process_dead(self, pid: int) -> None:
@@ -218,6 +298,7 @@ class ServingMetrics:
     def snapshot(self) -> Snapshot:
         """Per (deployment, route, model, version): requests, errors, p50/p95 latency
         estimated from the histogram buckets, cache hit rate; and rejections by reason."""
+        self.flush()
         rows: dict[_RouteKey, RouteStats] = {}
         buckets: dict[_RouteKey, dict[float, float]] = {}
         cache: dict[tuple[str, str, str], list[float]] = {}
@@ -266,16 +347,20 @@ class ServingMetrics:
 
     def _count(self, metric: Counter, labels: tuple[str, ...]) -> None:
         key = (metric, labels)
-        child = self._counter_children.get(key)
-        if child is None:
-            child = self._counter_children[key] = metric.labels(*labels)
-        child.inc()
+        pending = self._counter_children.get(key)
+        if pending is None:
+            pending = self._counter_children[key] = _Pending(metric.labels(*labels))
+        pending.count += 1
+        if self._write_through:
+            _flush_counter(pending)
 
-    def _inflight(self, deployment: str) -> Gauge:
-        child = self._inflight_children.get(deployment)
-        if child is None:
-            child = self._inflight_children[deployment] = self.inflight.labels(deployment)
-        return child
+    def _inflight(self, deployment: str, step: int) -> None:
+        level = self._inflight_children.get(deployment)
+        if level is None:
+            level = self._inflight_children[deployment] = _Pending(self.inflight.labels(deployment))
+        level.count += step
+        if self._write_through:
+            level.child.inc(step)
 
 
 def bucket_quantile(q: float, cumulative: list[tuple[float, float]]) -> float | None:

@@ -17,7 +17,7 @@ from threadline.errors import InvalidArgument
 from threadline.registry.signature import SignatureError
 from threadline.serving.inputs import Inputs
 from threadline.serving.json_rows import table_from_records, tensor_from_rows
-from threadline.serving.signature_check import InputSpec, validate
+from threadline.serving.signature_check import InputSpec, float_rows, validate
 from threadline.serving.wire import CSV, JSON, dump_json, load_json, media_type, no_rows
 
 if TYPE_CHECKING:
@@ -127,6 +127,9 @@ def _split(payload: Any, spec: InputSpec, where: str) -> Inputs:
             got = f"{len(row)} values" if isinstance(row, list) else f"a {type(row).__name__}"
             raise InvalidArgument(f"{where}: row {number} of 'data' has {got} but 'columns' names "
                                   f"{width}; give every row one value per column")
+    fast = float_rows(spec, data) if tuple(names) == spec.names else None
+    if fast is not None:
+        return fast
     columns = {name: [row[i] for row in data] for i, name in enumerate(names)}
     return validate(spec, Inputs(columns=columns, rows=len(data)))
 
@@ -139,6 +142,9 @@ def _positional(rows: list[Any], spec: InputSpec, where: str) -> Inputs:
             got = f"{len(row)} values" if isinstance(row, list) else f"a {type(row).__name__}"
             raise SignatureError(f"{where}: row {index} has {got} but the model takes {width} "
                                  f"columns ({', '.join(spec.names)})", field="columns")
+    fast = float_rows(spec, rows)
+    if fast is not None:
+        return fast
     columns = {name: [row[i] for row in rows] for i, name in enumerate(spec.names)}
     return validate(spec, Inputs(columns=columns, rows=len(rows)))
 

@@ -78,6 +78,7 @@ class Predictor:
         version: the registry's record of the version.
         id: `name/N`, the key of its cache entries and metrics.
         engine: what answers: `onnxruntime`, or the model's own flavor.
+        names: the signature's column names in the model's order (() for tensors).
         inflight: requests routed to it and not answered yet (drained before unloading).
         seconds_per_call: moving average of a model call, for the batcher's choices.
     """
@@ -95,6 +96,7 @@ class Predictor:
         inputs = (version.signature or {}).get("inputs") or {}
         self.columns: list[str] | None = (
             [str(c["name"]) for c in inputs["columns"]] if inputs.get("type") == "columns" else None)
+        self.names = tuple(self.columns or ())
         self.numeric = self.columns is not None and all(
             c["dtype"] in _NUMERIC for c in inputs["columns"])
         self._call: Callable[[Inputs], Any] = self._choose(onnx, example)
@@ -104,6 +106,10 @@ class Predictor:
         assert inputs.columns is not None
         assert self.columns is not None
         columns = inputs.columns
+        # the decoder's matrix, when its columns are this model's in this order (a shadow
+        # version may take other columns, or the same in another order)
+        if inputs.matrix is not None and tuple(columns) == self.names:
+            return inputs.matrix
         try:
             return np.array([columns[name] for name in self.columns], dtype=np.float64).T
         except (TypeError, ValueError) as exc:  # a None among numbers: let the model see NaN

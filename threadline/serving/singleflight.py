@@ -32,6 +32,10 @@ class SingleFlight:
     def __len__(self) -> int:
         return len(self._flights)
 
+    def __contains__(self, key: bytes) -> bool:
+        """Whether a computation of `key` is in flight."""
+        return key in self._flights
+
     async def run(
         self, key: bytes, lead: Callable[[], Awaitable[tuple[bytes, bool]]]
     ) -> tuple[bytes, bool]:

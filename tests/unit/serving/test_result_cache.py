@@ -88,6 +88,50 @@ def test_miss_then_hit_counts_and_computes_once() -> None:
     assert (cache.hits, cache.misses, cache.entries, cache.size_bytes) == (2, 1, 1, 3)
 
 
+def test_get_or_compute_now_answers_without_waiting_or_hands_over() -> None:
+    cache = make()
+    calls: list[str] = []
+
+    def now(value: bytes | None) -> Callable[[], bytes | None]:
+        def compute() -> bytes | None:
+            calls.append("now")
+            return value
+        return compute
+
+    assert cache.get_or_compute_now("churn/3", b"row", now(None)) is None  # cannot answer now
+    assert (cache.hits, cache.misses, cache.entries) == (0, 0, 0)
+    assert cache.get_or_compute_now("churn/3", b"row", now(b"[1]")) == (b"[1]", False)
+    assert cache.get_or_compute_now("churn/3", b"row", now(b"[2]")) == (b"[1]", True)
+    assert cache.get_or_compute_now("churn/4", b"row", now(b"[4]")) == (b"[4]", False)  # per version
+    assert calls == ["now", "now", "now"]
+    assert (cache.hits, cache.misses, cache.entries) == (1, 2, 2)
+
+    def broken() -> bytes | None:
+        raise ValueError("model failed")
+
+    with pytest.raises(ValueError, match="model failed"):
+        cache.get_or_compute_now("churn/3", b"other", broken)
+    assert (cache.misses, cache.entries) == (3, 2)  # counted as get_or_compute counts it
+
+    async def go() -> tuple[bytes, bool] | None:
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def slow() -> bytes:
+            started.set()
+            await release.wait()
+            return b"[9]"
+
+        leader = asyncio.create_task(cache.get_or_compute("churn/3", b"busy", slow))
+        await started.wait()
+        during = cache.get_or_compute_now("churn/3", b"busy", now(b"[0]"))  # in flight: wait for it
+        release.set()
+        assert await leader == (b"[9]", False)
+        return during
+
+    assert run(go()) is None
+    assert cache.get_or_compute_now("churn/3", b"busy", now(b"[0]")) == (b"[9]", True)
+
+
 def test_alias_move_never_serves_the_previous_versions_answer() -> None:
     cache = make()
     alias = {"churn@prod": "churn/3"}
