@@ -63,3 +63,28 @@ def test_a_refused_estimator_is_one_line_and_exit_code_2(shell: Shell) -> None:
     result = _train(shell, "run", "--config", "bad.yaml", code=2)
     assert result.stderr.strip().startswith("error: estimator 'os.system' is not allowed")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_a_torch_config_with_ddp_then_resume_it(shell: Shell) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(800, 4))
+    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+    (shell.cwd / "src").mkdir()
+    columns = {f"f{i}": X[:, i] for i in range(4)}
+    pq.write_table(pa.table({**columns, "label": y}), shell.cwd / "src/train.parquet")
+    shell.run("init")
+    shell.run("data", "create", "churn")
+    shell.run("data", "commit", "churn", "src", "-m", "training data")
+    (shell.cwd / "train.yaml").write_text(
+        "estimator: threadline.train.TorchModel\n"
+        "params: {factory: 'threadline.train.torch_nets:mlp', params: {features: 4, classes: 2, hidden: 8},\n"
+        "         lr: 0.1, momentum: 0.9, batch_size: 32}\n"
+        "data: churn@main:train.parquet\ntarget: label\nstrategy: ddp\nepochs: 2\nworkers: 2\nseed: 4\n")
+    trained = _json(shell, "run", "--config", "train.yaml")
+    assert trained["strategy"] == "ddp"
+    assert trained["metrics"]["train_score"] > 0.9
+    run = shell.json("runs", "show", trained["run_id"])
+    assert run["params"]["estimator"] == "threadline.train.torch_model.TorchModel"
+    resumed = _json(shell, "resume", trained["run_id"][:10])
+    assert resumed["strategy"] == "ddp"
+    assert resumed["metrics"]["epochs_run"] == 0  # it had finished: nothing left to run

@@ -54,3 +54,20 @@ def test_fit_opens_a_ray_executor_by_name(home: DataRepos, ray_address: str) -> 
     result = fit(GaussianNB(), (X, y), executor="ray", address=ray_address, workers=2)
     local = fit(GaussianNB(), (X, y), workers=2)
     np.testing.assert_array_equal(result.model.theta_, local.model.theta_)
+
+
+def test_ddp_trains_the_same_weights_on_local_and_ray(home: DataRepos, ray_address: str) -> None:
+    torch = pytest.importorskip("torch")
+    from threadline.train import TorchModel
+
+    X, y = _data(1200, seed=3)
+    model = TorchModel("threadline.train.torch_nets:mlp", params={"features": 5, "classes": 3, "hidden": 16},
+                       lr=0.05, momentum=0.9, batch_size=64)
+    with LocalExecutor(workers=2) as local:
+        expected = fit(model, (X, y), executor=local, epochs=2, seed=11).model
+    with RayExecutor(address=ray_address, workers=2) as ray:
+        got = fit(model, (X, y), executor=ray, epochs=2, seed=11)
+    assert got.strategy == "ddp"
+    assert got.model.state_.keys() == expected.state_.keys()
+    for key, value in expected.state_.items():
+        assert torch.equal(got.model.state_[key], value), key

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from threadline.train import Progress as TrainProgress
     from threadline.train import TrainResult
 
-app = typer.Typer(help="Parallel training: shard-and-combine, synchronous epochs, parallel search.",
+app = typer.Typer(help="Parallel training: shard-and-combine, synchronous epochs, torch DDP, search.",
                   no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -96,7 +96,7 @@ def resume(
     executor: ExecutorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Continue an interrupted sync training from its last checkpoint, as a new run."""
+    """Continue an interrupted sync or ddp training from its last checkpoint, as a new run."""
     from threadline.train import resume as resume_run
 
     with _live() as progress:

@@ -18,6 +18,7 @@ on either executor.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +29,14 @@ from threadline.errors import InvalidArgument
 from threadline.tracking.active import active_run, start_run
 from threadline.train import combine as rules
 from threadline.train.context import Context, Progress, ShardInfo
-from threadline.train.libs import sk
+from threadline.train.libs import sk, tch
 from threadline.train.record import load_checkpoint, load_spec, log_model, save_spec
 from threadline.train.search import run_search
-from threadline.train.shards import load_data, seed_for, shard_data, spill
+from threadline.train.shards import iter_shards, load_data, seed_for, shard_data, spill
 from threadline.train.spec import estimator_from_name, estimator_name, plain_params
 from threadline.train.sync import run_sync
+from threadline.train.torch_ddp import run_ddp
+from threadline.train.torch_model import TorchModel
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -43,8 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = ["STRATEGIES", "TrainResult", "fit", "resume"]
 
-STRATEGIES = ("auto", "combine", "sync", "search", "single")
+STRATEGIES = ("auto", "combine", "sync", "search", "single", "ddp")
 _SHARD_KEY = 1  # seed_for(seed, _SHARD_KEY, shard): the random_state of one shard's partial model
+_PILOT_KEY = 3  # seed_for(seed, _PILOT_KEY, shard): the sample of a shard's pilot fit
 
 
 @dataclass
@@ -71,6 +75,13 @@ class TrainResult:
 def _resolve(estimator: Any, strategy: str, search: dict[str, Any] | None) -> str:
     if strategy not in STRATEGIES:
         raise InvalidArgument(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if isinstance(estimator, TorchModel):
+        if strategy not in ("auto", "ddp"):
+            raise InvalidArgument(f"a TorchModel trains with strategy='ddp' (or 'auto'), not {strategy!r}")
+        tch()  # without torch, say how to install it before a run is created
+        return "ddp"
+    if strategy == "ddp":
+        raise rules.refuse(estimator, "ddp")  # names the strategies that fit
     if strategy == "auto":
         return "search" if search else "combine" if rules.has_combiner(estimator) else (
             "sync" if rules.can_sync(estimator) else "single")
@@ -81,6 +92,12 @@ def _resolve(estimator: Any, strategy: str, search: dict[str, Any] | None) -> st
     if strategy == "search" and not search:
         raise InvalidArgument("strategy 'search' needs search={'space': {...}}")
     return strategy
+
+
+def _is_classifier(estimator: Any) -> bool:
+    if isinstance(estimator, TorchModel):  # torch training needs no scikit-learn
+        return estimator.task == "classification"
+    return bool(sk("sklearn.base").is_classifier(estimator))
 
 
 @contextlib.contextmanager
@@ -101,16 +118,25 @@ def _with_seed(estimator: Any, seed: int) -> Any:
 
 def _combine(ctx: Context, estimator: Any) -> tuple[Any, dict[str, float], list[ShardInfo]]:
     rule = rules.combiner_for(estimator)
-    shards = shard_data(ctx.data, ctx.workers, ctx.seed, ctx.spill, classifier=ctx.classifier)
-    trees = (rules.split_estimators(estimator.n_estimators, len(shards))
+    trees = (rules.split_estimators(estimator.n_estimators, ctx.workers)
              if rule in ("trees", "bagging") else None)
-    tasks = []
-    for i, shard in enumerate(shards):
-        part = _with_seed(estimator, seed_for(ctx.seed, _SHARD_KEY, i))
-        if trees is not None:
-            part.set_params(n_estimators=trees[i])
-        tasks.append(Task(rules.fit_part, (part, shard.path), name=f"shard {i}", retries=ctx.retries))
-    handles = [ctx.executor.submit(t) for t in tasks]
+    pilot = rule == "average" and rules.wants_pilot(estimator, ctx.data.rows // ctx.workers)
+    threads = max(1, (os.cpu_count() or 1) // ctx.workers)
+    handles = []
+    try:  # each shard's fit starts as soon as its shard is written
+        for i, shard in enumerate(iter_shards(ctx.data, ctx.workers, ctx.seed, ctx.spill,
+                                              classifier=ctx.classifier)):
+            part = _with_seed(estimator, seed_for(ctx.seed, _SHARD_KEY, i))
+            if trees is not None:
+                part.set_params(n_estimators=trees[i])
+            pilot_seed = seed_for(ctx.seed, _PILOT_KEY, i) if pilot else None
+            task = Task(rules.fit_part, (part, shard.path, None, threads, pilot_seed), name=f"shard {i}",
+                        retries=ctx.retries)
+            handles.append(ctx.executor.submit(task))
+    except BaseException:
+        for handle in handles:
+            handle.cancel()
+        raise
     for done, _ in enumerate(ctx.executor.as_completed(handles), 1):
         ctx.progress("shards", done, len(handles))
     results = [h.result() for h in handles]
@@ -120,10 +146,13 @@ def _combine(ctx: Context, estimator: Any) -> tuple[Any, dict[str, float], list[
         X, _ = ctx.eval_sample()
         options = {"sample": X, "seed": ctx.seed}
     model = rules.combine(rule, [r[0] for r in results], [r[1] for r in results], **options)
+    metrics = {"combine_seconds": time.perf_counter() - began, "train_score": ctx.score(model)}
+    if pilot:
+        model.set_params(warm_start=estimator.warm_start)  # the user's setting, not the shards'
     info = [ShardInfo(i, rows, seconds, ctx.child_run(f"shard {i}", {"shard": i, "rule": rule},
                                                       {"rows": rows, "fit_seconds": seconds}))
             for i, (_, rows, seconds) in enumerate(results)]
-    return model, {"combine_seconds": time.perf_counter() - began, "train_score": ctx.score(model)}, info
+    return model, metrics, info
 
 
 def _single(ctx: Context, estimator: Any) -> tuple[Any, dict[str, float]]:
@@ -144,6 +173,10 @@ def _train(ctx: Context, estimator: Any, strategy: str, epochs: int, search: dic
         parts = shard_data(ctx.data, ctx.workers, ctx.seed, ctx.spill, classifier=ctx.classifier)
         initial, first = start if start is not None else (_with_seed(estimator, ctx.seed), 0)
         model, metrics = run_sync(ctx, initial, parts, epochs, first)
+    elif strategy == "ddp":
+        parts = shard_data(ctx.data, ctx.workers, ctx.seed, ctx.spill, classifier=ctx.classifier)
+        initial, first = start if start is not None else (estimator, 0)
+        model, metrics = run_ddp(ctx, initial, parts, epochs, first)
     elif strategy == "search":
         assert search is not None
         model, metrics, shards, best = run_search(ctx, estimator, search)
@@ -175,8 +208,9 @@ def fit(
         estimator: an unfitted scikit-learn estimator (its params are the configuration).
         data: a table ref (`repo@branch:path.parquet`), or an in-memory `(X, y)` pair.
         target: the label column. features: the feature columns (default: all others).
-        strategy: "combine" (shard-and-combine), "sync" (per-epoch averaged partial_fit),
-            "search", "single", or "auto" (search if `search`, else combine, else sync, else single).
+        strategy: "combine" (shard-and-combine), "sync" (per-epoch averaged partial_fit), "ddp"
+            (a `TorchModel` on a DistributedDataParallel group), "search", "single", or "auto"
+            (ddp for a TorchModel; else search if `search`, else combine, else sync, else single).
         workers: shards, trials or tasks run at once. executor: "local", "ray" or an Executor.
         epochs: passes of the sync strategy.
         search: the search space and options (see `threadline.train.search`).
@@ -195,7 +229,6 @@ def fit(
     chosen = _resolve(estimator, strategy, search)
     tracking = _store(home, store)
     table = load_data(data, target, features, tracking.repos if isinstance(data, str) else None)
-    is_classifier = sk("sklearn.base").is_classifier
     kind = executor if isinstance(executor, str) else executor.kind
     run_name = name or f"{type(estimator).__name__} {chosen}"
     inputs = [table.ref] if table.ref else []
@@ -211,8 +244,9 @@ def fit(
                                      "epochs": epochs, "seed": seed, "experiment": experiment,
                                      "name": run_name, "search": search})
         began = time.perf_counter()
-        with spill() as scratch, _executor(executor, workers, address) as pool:
-            ctx = Context(pool, run, table, scratch, seed, workers, is_classifier(estimator), progress)
+        need = 3 * (table.X.nbytes + table.y.nbytes)  # shards, or a search's train, valid and refit copies
+        with spill(need_bytes=need) as scratch, _executor(executor, workers, address) as pool:
+            ctx = Context(pool, run, table, scratch, seed, workers, _is_classifier(estimator), progress)
             start = (_resume[1], _resume[2]) if _resume else None
             result = _train(ctx, estimator, chosen, epochs, search, start)
         result.metrics["wall_seconds"] = time.perf_counter() - began
@@ -226,25 +260,27 @@ def fit(
 def resume(run_id: str, *, executor: str | Executor | None = None, address: str | None = None,
            progress: Callable[[Progress], None] | None = None, home: str | Path | None = None,
            store: TrackingStore | None = None) -> TrainResult:
-    """Continue an interrupted sync training from its last checkpoint, as a new run.
+    """Continue an interrupted sync or ddp training from its last checkpoint, as a new run.
 
     The new run reads the same data commit with the same seed and workers, tagged
     `resumed_from`; its result equals what the interrupted run would have produced.
 
     Raises:
         NotFound: the run logged no spec or no checkpoint.
-        InvalidArgument: the run was not a sync training on a committed table.
+        InvalidArgument: the run was not a sync or ddp training on a committed table.
     """
     tracking = _store(home, store)
     full_id = tracking.resolve_run_prefix(run_id)
     spec = load_spec(tracking, full_id)
-    if spec["strategy"] != "sync" or not spec["data"]:
+    if spec["strategy"] not in ("sync", "ddp") or not spec["data"]:
         raise InvalidArgument(f"run {full_id} used strategy {spec['strategy']!r}"
-                              f"{'' if spec['data'] else ' on in-memory data'}; only sync training on a "
-                              "committed table has checkpoints to resume from")
+                              f"{'' if spec['data'] else ' on in-memory data'}; only sync or ddp training "
+                              "on a committed table has checkpoints to resume from")
     model, state = load_checkpoint(tracking, full_id)
     estimator = estimator_from_name(spec["estimator"], spec["params"])
-    return fit(estimator, spec["data"], spec["target"], spec["features"], strategy="sync",
+    if isinstance(estimator, TorchModel):
+        model = estimator.with_state(model)  # the checkpoint holds weights; the spec, the network
+    return fit(estimator, spec["data"], spec["target"], spec["features"], strategy=spec["strategy"],
                workers=spec["workers"], executor=executor or spec["executor"], epochs=spec["epochs"],
                seed=spec["seed"], experiment=spec["experiment"], name=f"{spec['name']} (resumed)",
                address=address, progress=progress, store=tracking,

@@ -1,4 +1,4 @@
-"""scikit-learn and skops, imported on first use with a clear message when the extra is missing.
+"""scikit-learn, skops and torch, imported on first use with a clear message when the extra is missing.
 
 Training needs them, `import threadline` must not: they are loaded here, by module name, so a
 missing library says which extra installs it (and mypy sees `Any`, as they ship no types).
@@ -11,7 +11,7 @@ from typing import Any
 
 from threadline.errors import InvalidArgument
 
-__all__ = ["sk"]
+__all__ = ["sk", "tch"]
 
 
 def sk(module: str) -> Any:
@@ -21,3 +21,11 @@ def sk(module: str) -> Any:
     except ImportError as exc:
         name = module.split(".")[0]
         raise InvalidArgument(f"training needs {name}: pip install 'threadline[sklearn]'") from exc
+
+
+def tch(module: str = "torch") -> Any:
+    """Import `module` (e.g. "torch", "torch.distributed") or say how to install torch."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise InvalidArgument("training a TorchModel needs torch: pip install 'threadline[torch]'") from exc

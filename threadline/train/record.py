@@ -7,6 +7,11 @@ written here rather than through the registry because the registry is a layer ab
 
 Checkpoints are skops files too: loading one builds only scikit-learn and NumPy types, so a
 checkpoint stored with a run never becomes code.
+
+A `TorchModel` (strategy "ddp") is stored as `model.pt` (a `state_dict` saved with `torch.save`,
+read back with `weights_only=True`) plus `torch-model.json` (its factory and options), flavor
+"torch"; its checkpoint holds the optimizer state too. `state.json` records the format
+(`torch-state/1`) that `load_checkpoint` dispatches on. The registry has no torch flavor yet.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import blake3
 from threadline.errors import InvalidArgument
 from threadline.tracking.source import dist_version, major_minor
 from threadline.train.libs import sk
+from threadline.train.torch_model import STATE_FILE, TORCH_FORMAT, TorchModel, load_state, save_state
 
 if TYPE_CHECKING:
     from threadline.tracking.store import TrackingStore
@@ -59,19 +65,40 @@ def write_model_folder(model: Any, folder: Path) -> None:
     (folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 
+def write_torch_folder(model: TorchModel, folder: Path) -> None:
+    """Save a trained TorchModel: `model.pt`, `torch-model.json` and the description file."""
+    torch_version = dist_version("torch")
+    spec = model.save_folder(folder)
+    files = {name: _hash(folder / name) for name in sorted(p.name for p in folder.iterdir())}
+    meta = {
+        "format": META_FORMAT, "flavor": "torch",
+        "format_id": f"{TORCH_FORMAT}+torch/{major_minor(torch_version)}",
+        "files": files, "signature": {}, "example": None,
+        "versions": {"python": platform.python_version(), "torch": torch_version},
+        "options": {"factory": spec["estimator"]["factory"], "task": model.task},
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
+
+
 def log_model(store: TrackingStore, run_id: str, model: Any) -> None:
     """Log `model` as the run's artifact folder `model`."""
     with tempfile.TemporaryDirectory(prefix="tl-train-model-") as tmp:
-        write_model_folder(model, Path(tmp))
+        if isinstance(model, TorchModel):
+            write_torch_folder(model, Path(tmp))
+        else:
+            write_model_folder(model, Path(tmp))
         store.log_artifacts(run_id, tmp, MODEL_ARTIFACT)
 
 
 def save_checkpoint(store: TrackingStore, run_id: str, model: Any, state: dict[str, Any]) -> None:
     """Log the model and the loop state (epoch, RNG state...) as the run's `checkpoint` folder."""
-    sio = sk("skops.io")
-
     with tempfile.TemporaryDirectory(prefix="tl-train-ckpt-") as tmp:
-        sio.dump(model, Path(tmp) / MODEL_FILE)
+        if isinstance(model, TorchModel):
+            assert model.state_ is not None
+            save_state(Path(tmp) / STATE_FILE, model.state_, model.optimizer_state_, model.classes_)
+            state = {**state, "format": TORCH_FORMAT}
+        else:
+            sk("skops.io").dump(model, Path(tmp) / MODEL_FILE)
         (Path(tmp) / "state.json").write_text(json.dumps(state, sort_keys=True))
         store.log_artifacts(run_id, tmp, CHECKPOINT)
 
@@ -79,14 +106,20 @@ def save_checkpoint(store: TrackingStore, run_id: str, model: Any, state: dict[s
 def load_checkpoint(store: TrackingStore, run_id: str) -> tuple[Any, dict[str, Any]]:
     """The last checkpoint of a run: (model, state).
 
+    A torch checkpoint's "model" is `load_state`'s payload (weights, optimizer state, classes):
+    `TorchModel.with_state` turns it back into a model.
+
     Raises:
         NotFound: the run has no checkpoint.
         InvalidArgument: the checkpoint would build a type outside scikit-learn and NumPy.
     """
-    sio = sk("skops.io")
-
     state = json.loads(store.read_artifact(run_id, f"{CHECKPOINT}/state.json"))
     with tempfile.TemporaryDirectory(prefix="tl-train-ckpt-") as tmp:
+        if state.get("format") == TORCH_FORMAT:
+            path = Path(tmp) / STATE_FILE
+            path.write_bytes(store.read_artifact(run_id, f"{CHECKPOINT}/{STATE_FILE}"))
+            return load_state(path), state
+        sio = sk("skops.io")
         path = Path(tmp) / MODEL_FILE
         path.write_bytes(store.read_artifact(run_id, f"{CHECKPOINT}/{MODEL_FILE}"))
         untrusted = [str(t) for t in sio.get_untrusted_types(file=path)]

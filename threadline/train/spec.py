@@ -1,7 +1,14 @@
 """Estimators named in configuration: an allow-list of import prefixes, and the YAML config.
 
 Configuration never becomes arbitrary code: an estimator is named by its dotted class path
-and only classes under `ALLOWED_PREFIXES` are imported; params are plain YAML/JSON values.
+and only classes under `ALLOWED_PREFIXES` (or in `ALLOWED_NAMES`) are imported; params are
+plain YAML/JSON values. A `TorchModel`'s params name its network factory as `module:function`:
+the operator's own code, installed where the workers run, as a pipeline's module is::
+
+    estimator: threadline.train.TorchModel
+    params: {factory: "threadline.train.torch_nets:mlp", params: {features: 20, classes: 2},
+             lr: 0.05, batch_size: 256}
+    strategy: ddp
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ from typing import Any
 
 from threadline.errors import InvalidArgument
 
-__all__ = ["ALLOWED_PREFIXES", "TrainConfig", "estimator_from_name", "estimator_name", "read_config"]
+__all__ = ["ALLOWED_NAMES", "ALLOWED_PREFIXES", "TrainConfig", "estimator_from_name", "estimator_name",
+           "read_config"]
 
 ALLOWED_PREFIXES = ("sklearn.", "xgboost.", "lightgbm.")
+#: Threadline's own estimator-like classes, allowed by exact name (estimator_name's and the public one)
+ALLOWED_NAMES = ("threadline.train.TorchModel", "threadline.train.torch_model.TorchModel")
 _KEYS = {"estimator", "params", "data", "target", "features", "strategy", "workers", "executor",
          "epochs", "search", "seed", "experiment", "name"}
 
@@ -43,15 +53,17 @@ def estimator_from_name(name: str, params: dict[str, Any] | None = None) -> Any:
         InvalidArgument: the path is outside ALLOWED_PREFIXES, does not import, is not an
             estimator class, or the params are refused by the class.
     """
-    if not isinstance(name, str) or not name.startswith(ALLOWED_PREFIXES) or "." not in name:
+    own = name in ALLOWED_NAMES
+    if not isinstance(name, str) or not (name.startswith(ALLOWED_PREFIXES) or own) or "." not in name:
         raise InvalidArgument(f"estimator {name!r} is not allowed: name a class under "
-                              f"{', '.join(ALLOWED_PREFIXES)} (e.g. sklearn.linear_model.LogisticRegression)")
+                              f"{', '.join(ALLOWED_PREFIXES)} (e.g. sklearn.linear_model.LogisticRegression),"
+                              " or threadline.train.TorchModel")
     module_name, _, class_name = name.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
         raise InvalidArgument(f"estimator {name!r} does not exist: {exc}") from exc
-    if not isinstance(cls, type) or not hasattr(cls, "fit"):
+    if not isinstance(cls, type) or not (hasattr(cls, "fit") or own):
         raise InvalidArgument(f"{name!r} is not an estimator class (it has no fit method)")
     try:
         return cls(**(params or {}))

@@ -91,7 +91,8 @@ def test_resume_continues_an_interrupted_run_from_its_checkpoint(
 def test_resume_refuses_runs_without_checkpoints(home: DataRepos, pool: LocalExecutor) -> None:
     X, y = blobs(300)
     done = fit(GaussianNB(), (X, y), executor=pool)
-    with pytest.raises(InvalidArgument, match="only sync training on a committed table has checkpoints"):
+    with pytest.raises(InvalidArgument, match="only sync or ddp training on a committed table has "
+                                              "checkpoints"):
         resume(done.run_id, executor=pool)
 
 
