@@ -36,7 +36,8 @@ import numpy as np
 
 from threadline.errors import InvalidArgument
 from threadline.monitor.columns import as_table, kind_of, numeric_values, text_values
-from threadline.prep.sketches import KLLSketch, json_num, num_json
+from threadline.prep.kll import KLLSketch
+from threadline.prep.sketches import json_num, num_json
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -28,17 +28,17 @@ import html
 import json
 import math
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from threadline.errors import InvalidArgument
+from threadline.prep.kll import KLLSketch
 from threadline.prep.sketches import (
     SUMMARY_QUANTILES,
     HyperLogLog,
-    KLLSketch,
     Scalar,
     TopK,
     hash_bytes,
@@ -117,6 +117,9 @@ class ColumnProfile:
             HyperLogLog() if kind in ("numeric", "temporal", "categorical") else None
         )
         self._top: TopK | None = TopK() if kind in ("categorical", "boolean") else None
+        # categorical values already in the HyperLogLog: adding one again changes nothing, so
+        # a later batch hashes only values it is the first to bring (bounded; not serialised)
+        self._hashed: set[str | bytes] = set()
 
     # -- derived values
 
@@ -161,7 +164,8 @@ class ColumnProfile:
         if self.kind == "numeric" or self.kind == "temporal":
             values = self._numbers(chunk)
             nans = 0
-            if values.dtype.kind == "f":
+            # min() propagates NaN: one cheap reduction decides whether a mask is needed
+            if values.dtype.kind == "f" and values.size and math.isnan(values.min()):
                 isnan = np.isnan(values)
                 nans = int(isnan.sum())
                 values = values[~isnan]
@@ -195,54 +199,65 @@ class ColumnProfile:
     def _add_numbers(self, values: np.ndarray[Any, Any]) -> None:
         if values.size == 0:
             return
-        floats = values.astype(np.float64)
+        floats = values.astype(np.float64, copy=False)
         n_b = int(values.size)
         with np.errstate(invalid="ignore", over="ignore"):  # infinities give inf/NaN moments, not warnings
-            mean_b = float(floats.mean())
-            m2_b = float(((floats - mean_b) ** 2).sum())
+            mean_b = float(np.add.reduce(floats)) / n_b  # what floats.mean() computes, minus its overhead
+            deviations = floats - mean_b
+            np.square(deviations, out=deviations)  # what `** 2` computes, without a second array
+            m2_b = float(deviations.sum())
         self._combine_moments(n_b, mean_b, m2_b)
         lo, hi = values.min().item(), values.max().item()
         self.min = lo if self.min is None else min(self.min, lo)
         self.max = hi if self.max is None else max(self.max, hi)
         assert self.quantiles is not None
         assert self._hll is not None
-        self.quantiles.update(floats)
+        if values.dtype == np.float64 or values.dtype.kind in "iu":
+            # the same extremes as the float64 values' (int to float rounding is monotone)
+            self.quantiles.update_floats(floats, float(lo), float(hi))
+        else:
+            self.quantiles.update(floats)
         self._hll.add_hashes(hash_numbers(values))
 
     def _combine_moments(self, n_b: int, mean_b: float, m2_b: float) -> None:
         """Chan et al.'s parallel Welford update: exact up to float rounding, order-free."""
         n_a = self.count
         n = n_a + n_b
-        with np.errstate(invalid="ignore", over="ignore"):
-            delta = mean_b - self._mean
-            self._mean += delta * n_b / n
-            self._m2 += m2_b + delta * delta * n_a * n_b / n
+        # Python floats: overflow gives inf and inf - inf NaN, without warnings
+        delta = mean_b - self._mean
+        self._mean += delta * n_b / n
+        self._m2 += m2_b + delta * delta * n_a * n_b / n
         self.count = n
 
     def _add_categories(self, chunk: pa.Array) -> None:
         t = chunk.type
         if pa.types.is_string_view(t) or pa.types.is_binary_view(t):
             chunk = pc.cast(chunk, pa.large_string() if pa.types.is_string_view(t) else pa.large_binary())
-        encoded = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
-        dictionary: pa.Array = encoded.dictionary
-        indices = pc.drop_null(encoded.indices).to_numpy(zero_copy_only=False)
-        counts = np.bincount(indices.astype(np.intp), minlength=len(dictionary))
-        if dictionary.null_count:  # a null inside the dictionary is a null row too
-            in_dict_nulls = ~np.asarray(dictionary.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            self.nulls += int(counts[in_dict_nulls].sum())
-            counts[in_dict_nulls] = 0
-        present = np.flatnonzero(counts)
-        if present.size == 0:
+        if pa.types.is_dictionary(chunk.type):
+            dictionary, counts, in_dictionary_nulls = _dictionary_counts(chunk)
+            self.nulls += in_dictionary_nulls
+        else:
+            # distinct values with counts, in order of first appearance (as dictionary_encode
+            # orders them), in one hash pass; nulls are one entry, counted already by update()
+            value_counts = pc.value_counts(chunk)
+            dictionary = value_counts.field("values")
+            counts = value_counts.field("counts").to_numpy()
+            if dictionary.null_count:
+                valid = dictionary.is_valid()
+                dictionary = dictionary.filter(valid)
+                counts = counts[valid.to_numpy(zero_copy_only=False)]
+        if counts.size == 0:
             return
-        dictionary = dictionary.take(pa.array(present))
-        counts = counts[present]
         self.count += int(counts.sum())
         text = _is_text(dictionary.type)
-        # Hash and measure each distinct value once per batch, not each row.
-        raw: list[bytes] = [v.encode() if text else v for v in dictionary.to_pylist()]
+        values: list[str | bytes] = dictionary.to_pylist()
         assert self._hll is not None
         assert self._top is not None
-        self._hll.add_hashes(hash_bytes(raw))
+        fresh = [v for v in values if v not in self._hashed]
+        if fresh:  # hash each distinct value once per batch, and only if it is new to the sketch
+            self._hll.add_hashes(hash_bytes([v.encode() if isinstance(v, str) else v for v in fresh]))
+            if len(self._hashed) < _HASHED_MAX:
+                self._hashed.update(v for v in fresh if len(v) <= _HASHED_LENGTH)
         lengths = (pc.utf8_length(dictionary) if text else pc.binary_length(dictionary)).to_numpy()
         lengths = lengths.astype(np.int64)
         self._length_sum += int(np.dot(lengths, counts))
@@ -250,12 +265,15 @@ class ColumnProfile:
         self.length_min = lo if self.length_min is None else min(self.length_min, lo)
         self.length_max = hi if self.length_max is None else max(self.length_max, hi)
         # Only the k+1 largest batch counts and the keys already held can survive the merge.
+        keys = cast("list[str]", values) if text else [_key(v, text) for v in values]
+        tally: list[int] = counts.tolist()
         keep = np.argsort(-counts, kind="stable")[: self._top.k + 1]
-        held = {_key(raw[i], text): i for i in range(len(raw))} if len(self._top.counts) else {}
-        batch = {_key(raw[i], text): int(counts[i]) for i in keep.tolist()}
-        for key in self._top.counts:
-            if key in held:
-                batch[key] = int(counts[held[key]])
+        batch = {keys[i]: tally[i] for i in keep.tolist()}
+        if self._top.counts:
+            held = dict(zip(keys, tally, strict=True))
+            for key in self._top.counts:
+                if key in held:
+                    batch[key] = held[key]
         self._top.add_counts(batch)
 
     def merge(self, other: ColumnProfile) -> ColumnProfile:
@@ -340,6 +358,26 @@ class ColumnProfile:
             out.length_min, out.length_max = int(length["min"]), int(length["max"])
             out._length_sum = int(length["sum"])
         return out
+
+
+#: how many distinct categorical values a column remembers as hashed, and how long each may
+#: be: at most ~0.5 MiB a column
+_HASHED_MAX = 1 << 12
+_HASHED_LENGTH = 64
+
+
+def _dictionary_counts(chunk: pa.DictionaryArray) -> tuple[pa.Array, np.ndarray[Any, Any], int]:
+    """The dictionary's present values, their counts, and the rows that are a null inside it."""
+    dictionary: pa.Array = chunk.dictionary
+    indices = pc.drop_null(chunk.indices).to_numpy(zero_copy_only=False)
+    counts = np.bincount(indices.astype(np.intp), minlength=len(dictionary))
+    nulls = 0
+    if dictionary.null_count:  # a null inside the dictionary is a null row too
+        in_dict_nulls = ~np.asarray(dictionary.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        nulls = int(counts[in_dict_nulls].sum())
+        counts[in_dict_nulls] = 0
+    present = np.flatnonzero(counts)
+    return dictionary.take(pa.array(present)), counts[present], nulls
 
 
 def _key(raw: bytes | str, text: bool) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from threadline.errors import InvalidArgument
 from threadline.prep.profile import TableProfile
-from threadline.prep.sink import TableSink
+from threadline.prep.sink import PROFILE_ROWS, TableSink
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -79,3 +79,26 @@ def test_a_failure_inside_the_sink_writes_no_pending_rows(tmp_path: Path) -> Non
 def test_a_row_group_size_below_one_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="row_group_rows"):
         TableSink(tmp_path / "t.parquet", pa.schema([("id", pa.int64())]), row_group_rows=0)
+
+
+def test_small_batches_are_profiled_in_windows_of_profile_rows(tmp_path: Path) -> None:
+    """However a step batches its rows, a row group is profiled in `PROFILE_ROWS` windows."""
+    batches = _batches(90, 1_000)  # 90k rows in small batches: a window spans many of them
+    with TableSink(tmp_path / "t.parquet", batches[0].schema, row_group_rows=50_000) as sink:
+        for batch in batches:
+            sink.write(batch)
+    table = pa.Table.from_batches(batches)
+    windows = [
+        window
+        for group in (table.slice(0, 50_000), table.slice(50_000))
+        for window in group.combine_chunks().to_batches(max_chunksize=PROFILE_ROWS)
+    ]
+    assert sink.profile.to_json() == TableProfile.from_batches(windows).to_json()
+
+
+def test_a_sink_profiling_no_columns_still_counts_rows(tmp_path: Path) -> None:
+    batches = _batches(3, 100)
+    with TableSink(tmp_path / "t.parquet", batches[0].schema, profile_columns=[]) as sink:
+        for batch in batches:
+            sink.write(batch)
+    assert (sink.profile.rows, list(sink.profile.columns)) == (300, [])
