@@ -24,32 +24,10 @@ import os
 import statistics
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-
-def make_data(rows: int, features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A binary problem with a linear part, interactions and label noise (not separable)."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(rows, features))
-    w = np.random.default_rng(1234).normal(size=features)  # the same concept for train and test
-    score = X @ w * 0.6 + 1.5 * np.sin(X[:, 0] * 1.5) + X[:, 1] * X[:, 2]
-    score += rng.normal(scale=0.8, size=rows)
-    return X, (score > 0).astype(np.int64)
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Median seconds of `repeats` calls, and the last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+from train_parallel import make_data, timed  # same data and timing as the other training benchmark
 
 
 def model_for(args: argparse.Namespace, device: str) -> Any:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from threadline.errors import InvalidArgument, NotFound
 from threadline.meta.models import PipelineCacheRow, PipelineRunRow, PipelineStepRunRow
 from threadline.pipelines.cache import KeyParts
+from threadline.storage.local import pid_alive
 
 if TYPE_CHECKING:
     from threadline.meta.db import Database
@@ -32,16 +33,6 @@ _STEP_FIELDS = ("status", "reason", "cache_key", "key_parts", "output_repo", "ou
 
 def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -100,7 +91,7 @@ class RunInfo:
 
 def _run_info(row: PipelineRunRow, steps: list[PipelineStepRunRow] | None = None) -> RunInfo:
     status = row.status
-    if status == "running" and row.host == socket.gethostname() and not _alive(row.pid):
+    if status == "running" and row.host == socket.gethostname() and not pid_alive(row.pid):
         status = "interrupted"
     started = _aware(row.started_at)
     assert started is not None

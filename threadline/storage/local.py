@@ -48,7 +48,8 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -80,7 +81,7 @@ class TempFiles:
         for entry in entries:
             host, _, rest = entry.name.partition("-")
             pid_text = rest.partition("-")[0]
-            dead = host == self.host and pid_text.isdigit() and not _pid_alive(int(pid_text))
+            dead = host == self.host and pid_text.isdigit() and not pid_alive(int(pid_text))
             try:
                 old = now - entry.stat().st_mtime > STALE_TEMP_SECONDS
             except FileNotFoundError:

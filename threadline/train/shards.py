@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from threadline.errors import InvalidArgument
+from threadline.storage.local import pid_alive
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -178,21 +179,11 @@ _SHM = Path("/dev/shm")  # noqa: S108 - a private mkdtemp folder inside it, mode
 _PREFIX = "tl-train-"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _sweep(folder: Path) -> None:
     """Remove the scratch folders of drivers that died before cleaning up."""
     for entry in folder.glob(f"{_PREFIX}*"):
         pid = entry.name[len(_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
 
 
