@@ -29,16 +29,21 @@ def _json(shell: Shell, *args: str) -> Any:
     return json.loads(_train(shell, *args, "--json").stdout)
 
 
-def test_train_a_config_then_register_the_model(shell: Shell) -> None:
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(1500, 4))
-    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+def _commit_training_table(shell: Shell, X: np.ndarray, y: np.ndarray) -> None:
+    """A new home with `churn@main:train.parquet`: columns f0..f3 and `label`."""
     (shell.cwd / "src").mkdir()
     columns = {f"f{i}": X[:, i] for i in range(4)}
     pq.write_table(pa.table({**columns, "label": y}), shell.cwd / "src/train.parquet")
     shell.run("init")
     shell.run("data", "create", "churn")
     shell.run("data", "commit", "churn", "src", "-m", "training data")
+
+
+def test_train_a_config_then_register_the_model(shell: Shell) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 4))
+    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+    _commit_training_table(shell, X, y)
     (shell.cwd / "train.yaml").write_text(
         "estimator: sklearn.linear_model.SGDClassifier\nparams: {tol: null}\n"
         "data: churn@main:train.parquet\ntarget: label\nstrategy: sync\nepochs: 3\nworkers: 2\nseed: 4\n")
@@ -69,12 +74,7 @@ def test_train_a_torch_config_with_ddp_then_resume_it(shell: Shell) -> None:
     rng = np.random.default_rng(1)
     X = rng.normal(size=(800, 4))
     y = (X[:, 0] - X[:, 1] > 0).astype(int)
-    (shell.cwd / "src").mkdir()
-    columns = {f"f{i}": X[:, i] for i in range(4)}
-    pq.write_table(pa.table({**columns, "label": y}), shell.cwd / "src/train.parquet")
-    shell.run("init")
-    shell.run("data", "create", "churn")
-    shell.run("data", "commit", "churn", "src", "-m", "training data")
+    _commit_training_table(shell, X, y)
     (shell.cwd / "train.yaml").write_text(
         "estimator: threadline.train.TorchModel\n"
         "params: {factory: 'threadline.train.torch_nets:mlp', params: {features: 4, classes: 2, hidden: 8},\n"
