@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from threadline.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Generator, Sequence
 
     from threadline.data.manifest import FileEntry
     from threadline.data.repos import DataRepos
@@ -91,7 +91,7 @@ TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".ndjson", ".json")
 
 def iter_batches(
     repos: DataRepos, ref: str, *, batch_rows: int = 65_536, columns: Sequence[str] | None = None
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """Stream a committed table as pyarrow RecordBatches, in bounded memory.
 
     Parquet is read row group by row group and CSV/TSV block by block; JSON Lines files are
@@ -123,7 +123,10 @@ def iter_batches(
                 parse_options=pacsv.ParseOptions(delimiter=delimiter),
                 convert_options=pacsv.ConvertOptions(include_columns=columns) if columns else None,
             )
-            yield from reader
+            # Closed before the file: an abandoned reader's read-ahead thread would otherwise
+            # outlive it, and abort the interpreter at exit ("terminate called ...").
+            with reader:
+                yield from reader
         else:
             table = read_table(repos, ref)
             yield from (table.select(columns) if columns is not None else table).to_batches(

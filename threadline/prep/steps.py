@@ -10,7 +10,7 @@ reads its input more than once, and each pass counts).
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import replace as replace_field
 from typing import TYPE_CHECKING, Any
 
@@ -85,9 +85,9 @@ def make_spec(
 
 
 def _schema(repos: DataRepos, ref: str) -> pa.Schema:
-    first: Iterator[pa.RecordBatch] = iter_batches(repos, ref, batch_rows=1024)
-    for batch in first:
-        return batch.schema
+    with closing(iter_batches(repos, ref, batch_rows=1024)) as first:
+        for batch in first:
+            return batch.schema
     raise InvalidArgument(f"{ref} is an empty table: there is nothing to prepare")
 
 
