@@ -57,7 +57,7 @@ def predict(
     allow_pickle: Annotated[bool, typer.Option(
         "--allow-pickle", help="Allow a pickled model (its hash must match the registry).")] = False,
     allow_code: Annotated[bool, typer.Option(
-        "--allow-code", help="Allow a pyfunc model's stored code to run.")] = False,
+        "--allow-code", help="Allow a pyfunc model's code or a torch model's own factory to run.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Score a committed table with a registered model and commit the predictions."""

@@ -101,7 +101,8 @@ class ModelRegistry:
                 whose code is given as `code=` and `entry=` options).
             run_id: the run that trained it (lineage; default data and metrics come from it).
             artifact_path: where in the run's artifacts its model folder is.
-            flavor: force a flavor (`sklearn`, `xgboost`, `lightgbm`, `onnx`, `pyfunc`, `pickle`).
+            flavor: force a flavor (`sklearn`, `xgboost`, `lightgbm`, `onnx`, `torch`, `pyfunc`,
+                `pickle`).
             example: an input batch: stored with the version, and the signature is inferred
                 from it and the model's output on it.
             data: training-data refs (`repo@branch:path`); default: the run's inputs.
@@ -381,7 +382,8 @@ class ModelRegistry:
 
         Nothing executable is loaded by default: skops types beyond its safe list need
         `trusted=[...]`, pickles `allow_pickle=True` (and the bytes must match the registered
-        hash), pyfunc code `allow_code=True`. Every file is checked against the registered hash.
+        hash), pyfunc code and a torch model's own network factory (one not shipped with
+        threadline) `allow_code=True`. Every file is checked against the registered hash.
         """
         version = self.get_version(uri)
         return self.load_version(version, trusted=trusted, allow_pickle=allow_pickle,

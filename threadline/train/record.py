@@ -10,8 +10,9 @@ checkpoint stored with a run never becomes code.
 
 A `TorchModel` (strategy "ddp") is stored as `model.pt` (a `state_dict` saved with `torch.save`,
 read back with `weights_only=True`) plus `torch-model.json` (its factory and options), flavor
-"torch"; its checkpoint holds the optimizer state too. `state.json` records the format
-(`torch-state/1`) that `load_checkpoint` dispatches on. The registry has no torch flavor yet.
+"torch": the layout the registry's torch flavor writes and loads, built from the same
+`TorchModel.save_folder` and description helpers. Its checkpoint holds the optimizer state too;
+`state.json` records the format (`torch-state/1`) that `load_checkpoint` dispatches on.
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ import blake3
 from threadline.errors import InvalidArgument
 from threadline.tracking.source import dist_version, major_minor
 from threadline.train.libs import sk
-from threadline.train.torch_model import STATE_FILE, TORCH_FORMAT, TorchModel, load_state, save_state
+from threadline.train.torch_model import (
+    FOLDER_FILES,
+    STATE_FILE,
+    TORCH_FORMAT,
+    TorchModel,
+    folder_format_id,
+    folder_versions,
+    load_state,
+    save_state,
+)
 
 if TYPE_CHECKING:
     from threadline.tracking.store import TrackingStore
@@ -66,18 +76,17 @@ def write_model_folder(model: Any, folder: Path) -> None:
 
 
 def write_torch_folder(model: TorchModel, folder: Path) -> None:
-    """Save a trained TorchModel: `model.pt`, `torch-model.json` and the description file."""
-    torch_version = dist_version("torch")
-    spec = model.save_folder(folder)
-    files = {name: _hash(folder / name) for name in sorted(p.name for p in folder.iterdir())}
+    """Save a trained TorchModel: `model.pt`, `torch-model.json` and the description file.
+
+    The same files, format id, versions and options as the registry's torch flavor writes.
+    """
+    model.save_folder(folder)
     meta = {
-        "format": META_FORMAT, "flavor": "torch",
-        "format_id": f"{TORCH_FORMAT}+torch/{major_minor(torch_version)}",
-        "files": files, "signature": {}, "example": None,
-        "versions": {"python": platform.python_version(), "torch": torch_version},
-        "options": {"factory": spec["estimator"]["factory"], "task": model.task},
+        "format": META_FORMAT, "flavor": "torch", "format_id": folder_format_id(),
+        "files": {name: _hash(folder / name) for name in FOLDER_FILES}, "signature": {}, "example": None,
+        "versions": folder_versions(), "options": model.folder_options(),
     }
-    (folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
+    (folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 
 def log_model(store: TrackingStore, run_id: str, model: Any) -> None:

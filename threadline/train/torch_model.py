@@ -22,24 +22,29 @@ from __future__ import annotations
 
 import importlib
 import json
+import platform
 import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from threadline.errors import InvalidArgument
+from threadline.tracking.source import dist_version, major_minor
 from threadline.train.libs import sk, tch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from pathlib import Path
 
-__all__ = ["TORCH_FORMAT", "TorchModel", "load_state", "save_state"]
+__all__ = ["FOLDER_FILES", "TORCH_FORMAT", "TorchModel", "folder_format_id", "folder_versions", "load_state",
+           "save_state"]
 
 #: the format id of a TorchModel state file (model.pt) and of its model folder
 TORCH_FORMAT = "torch-state/1"
 STATE_FILE = "model.pt"
 SPEC_FILE = "torch-model.json"
+#: the files of a TorchModel's model folder (`TorchModel.save_folder`), besides the description
+FOLDER_FILES = (STATE_FILE, SPEC_FILE)
 TASKS = ("classification", "regression")
 LOSSES = {"cross_entropy": "CrossEntropyLoss", "mse": "MSELoss", "l1": "L1Loss", "huber": "HuberLoss"}
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
@@ -246,6 +251,9 @@ class TorchModel:
         return 1.0 - residual / total if total > 0 else 0.0
 
     # -- storing -----------------------------------------------------------------------------
+    # A model folder is `FOLDER_FILES` plus the description file (`threadline-model.json`) that
+    # training (`train.record.write_torch_folder`) or the registry's torch flavor writes around
+    # them, both with `folder_format_id`, `folder_versions` and `folder_options`: one format.
 
     def save_folder(self, folder: Path) -> dict[str, Any]:
         """Write `model.pt` and `torch-model.json` (how to rebuild it) into `folder`; its description."""
@@ -255,6 +263,52 @@ class TorchModel:
                 "classes": None if self.classes_ is None else self.classes_.tolist()}
         (folder / SPEC_FILE).write_text(json.dumps(spec, indent=1, sort_keys=True, default=str) + "\n")
         return spec
+
+    def folder_options(self) -> dict[str, Any]:
+        """What the description file's `options` record about the model (informational only:
+        loading reads the hashed `torch-model.json`, never these)."""
+        factory = self.get_params()["factory"]
+        return {"factory": factory if isinstance(factory, str) else str(factory), "task": self.task}
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> TorchModel:
+        """The model a `save_folder` folder holds, with its weights; imports no factory.
+
+        The constructor only checks the factory's name, and `load_state` reads tensors and plain
+        values (`weights_only`), so nothing in the folder runs until `build` (or `predict`)
+        imports the factory: a caller decides first whether it trusts that code.
+
+        Raises:
+            InvalidArgument: the folder is not a TorchModel folder of a format read here.
+        """
+        try:
+            spec = json.loads((folder / SPEC_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidArgument(f"{SPEC_FILE} cannot be read: {exc}") from exc
+        if not isinstance(spec, dict) or spec.get("format") != TORCH_FORMAT:
+            found = spec.get("format") if isinstance(spec, dict) else None
+            raise InvalidArgument(f"{SPEC_FILE} has format {found!r}; this version of threadline "
+                                  f"reads {TORCH_FORMAT!r}")
+        options = spec.get("estimator")
+        if not isinstance(options, dict) or not isinstance(options.get("factory"), str):
+            raise InvalidArgument(f"{SPEC_FILE} names no factory 'module:function' to rebuild the "
+                                  "network from")
+        payload = load_state(folder / STATE_FILE)
+        try:
+            return cls(**options).with_state(payload)
+        except (TypeError, ValueError, KeyError) as exc:  # an unknown, missing or mistyped value
+            raise InvalidArgument(f"{SPEC_FILE} and {STATE_FILE} do not describe a TorchModel: "
+                                  f"{exc!r}") from exc
+
+
+def folder_format_id() -> str:
+    """The format id of a TorchModel folder written here, e.g. `torch-state/1+torch/2.13`."""
+    return f"{TORCH_FORMAT}+torch/{major_minor(dist_version('torch'))}"
+
+
+def folder_versions() -> dict[str, str]:
+    """The library versions a TorchModel folder's description records."""
+    return {"python": platform.python_version(), "torch": dist_version("torch")}
 
 
 def save_state(path: Path, model: dict[str, Any], optimizer: dict[str, Any] | None,

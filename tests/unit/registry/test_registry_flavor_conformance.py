@@ -12,7 +12,7 @@ from threadline.registry.flavors.conformance import FlavorCase, FlavorConformanc
 if TYPE_CHECKING:
     from pathlib import Path
 
-FLAVORS = ["sklearn", "xgboost", "lightgbm", "onnx", "pyfunc", "pickle"]
+FLAVORS = ["sklearn", "xgboost", "lightgbm", "onnx", "torch", "pyfunc", "pickle"]
 
 
 def _data() -> tuple[Any, Any]:
@@ -40,6 +40,15 @@ def _case(flavor: str, tmp_path: Path) -> FlavorCase:
 
         fitted = LogisticRegression().fit(features, labels)
         return FlavorCase("onnx", to_onnx(fitted, example), example, fitted.predict(example))
+    elif flavor == "torch":
+        import torch
+
+        from threadline.train import TorchModel
+
+        # a trained TorchModel without the training: seeded initial weights, two classes
+        model = TorchModel("threadline.train.torch_nets:mlp", {"features": 3, "classes": 2, "hidden": 4})
+        torch.manual_seed(0)
+        model = model.with_state({"model": model.build().state_dict(), "classes": [0, 1]})
     elif flavor == "pyfunc":
         code = tmp_path / "scale.py"
         code.write_text("def predict(data):\n    return [row[0] * 2 for row in data]\n")

@@ -2,8 +2,8 @@
 
 Flavor modules are imported on first use (`(name, "module:Class")` pairs), so the registry
 never imports a model library it does not need. Detection order matters: XGBoost and
-LightGBM wrappers are also scikit-learn estimators, so they are tried first; `pickle` and
-`pyfunc` are never detected, only chosen by name.
+LightGBM wrappers are also scikit-learn estimators, and a `TorchModel` carries scikit-learn's
+tags, so they are tried first; `pickle` and `pyfunc` are never detected, only chosen by name.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ FLAVORS: dict[str, str] = {
     "xgboost": "threadline.registry.flavors.xgboost:XGBoostFlavor",
     "lightgbm": "threadline.registry.flavors.lightgbm:LightGBMFlavor",
     "onnx": "threadline.registry.flavors.onnx:OnnxFlavor",
+    "torch": "threadline.registry.flavors.torch:TorchFlavor",
     "sklearn": "threadline.registry.flavors.sklearn:SklearnFlavor",
     "pyfunc": "threadline.registry.flavors.pyfunc:PyfuncFlavor",
     "pickle": "threadline.registry.flavors.pickle:PickleFlavor",
