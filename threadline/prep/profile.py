@@ -194,7 +194,7 @@ class ColumnProfile:
             chunk = pc.cast(chunk, pa.float64())
         if chunk.null_count:
             chunk = pc.drop_null(chunk)
-        return np.asarray(chunk.to_numpy(zero_copy_only=False))
+        return numpy_of(chunk)
 
     def _add_numbers(self, values: np.ndarray[Any, Any]) -> None:
         if values.size == 0:
@@ -241,11 +241,11 @@ class ColumnProfile:
             # orders them), in one hash pass; nulls are one entry, counted already by update()
             value_counts = pc.value_counts(chunk)
             dictionary = value_counts.field("values")
-            counts = value_counts.field("counts").to_numpy()
+            counts = numpy_of(value_counts.field("counts"))
             if dictionary.null_count:
                 valid = dictionary.is_valid()
                 dictionary = dictionary.filter(valid)
-                counts = counts[valid.to_numpy(zero_copy_only=False)]
+                counts = counts[numpy_of(valid)]
         if counts.size == 0:
             return
         self.count += int(counts.sum())
@@ -258,7 +258,7 @@ class ColumnProfile:
             self._hll.add_hashes(hash_bytes([v.encode() if isinstance(v, str) else v for v in fresh]))
             if len(self._hashed) < _HASHED_MAX:
                 self._hashed.update(v for v in fresh if len(v) <= _HASHED_LENGTH)
-        lengths = (pc.utf8_length(dictionary) if text else pc.binary_length(dictionary)).to_numpy()
+        lengths = numpy_of(pc.utf8_length(dictionary) if text else pc.binary_length(dictionary))
         lengths = lengths.astype(np.int64)
         self._length_sum += int(np.dot(lengths, counts))
         lo, hi = int(lengths.min()), int(lengths.max())
@@ -366,14 +366,35 @@ _HASHED_MAX = 1 << 12
 _HASHED_LENGTH = 64
 
 
+def numpy_of(array: pa.Array) -> np.ndarray[Any, Any]:
+    """A null-free boolean or numeric Arrow array as a NumPy array (a view where possible).
+
+    pyarrow's own `to_numpy` imports pandas on first use (about 0.3 s of a CLI command's
+    start-up, with the GIL held); reading the data buffer directly does not.
+    """
+    t = array.type
+    if array.null_count == 0 and (pa.types.is_boolean(t) or pa.types.is_integer(t)
+                                  or pa.types.is_floating(t)):
+        end = array.offset + len(array)
+        data = array.buffers()[1]
+        if pa.types.is_boolean(t):
+            bits = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+            return np.unpackbits(bits, count=end, bitorder="little")[array.offset:].view(np.bool_)
+        dtype = np.dtype(t.to_pandas_dtype())
+        if data is None:
+            return np.zeros(0, dtype)
+        return np.frombuffer(data, dtype=dtype, count=end)[array.offset:]
+    return np.asarray(array.to_numpy(zero_copy_only=False))
+
+
 def _dictionary_counts(chunk: pa.DictionaryArray) -> tuple[pa.Array, np.ndarray[Any, Any], int]:
     """The dictionary's present values, their counts, and the rows that are a null inside it."""
     dictionary: pa.Array = chunk.dictionary
-    indices = pc.drop_null(chunk.indices).to_numpy(zero_copy_only=False)
+    indices = numpy_of(pc.drop_null(chunk.indices))
     counts = np.bincount(indices.astype(np.intp), minlength=len(dictionary))
     nulls = 0
     if dictionary.null_count:  # a null inside the dictionary is a null row too
-        in_dict_nulls = ~np.asarray(dictionary.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        in_dict_nulls = ~numpy_of(dictionary.is_valid())
         nulls = int(counts[in_dict_nulls].sum())
         counts[in_dict_nulls] = 0
     present = np.flatnonzero(counts)

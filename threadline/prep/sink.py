@@ -79,7 +79,7 @@ class TableSink:
             list(profile_columns) if profile_columns is not None else list(schema.names)
         )
         self.profile: TableProfile = TableProfile.from_table(
-            schema.empty_table().select(self._profile_columns)
+            pa.Table.from_batches([], schema=schema).select(self._profile_columns)
         )
         self._profiling = profile
         # Dictionary pages pay for text; on numbers they mostly cost time before falling back.

@@ -236,7 +236,7 @@ def ingest(
         whole = TableProfile.from_dict(previous_profile) if previous_profile else None
         if new_data.rows or whole is None:
             if not new_data.columns:
-                new_data = TableProfile.from_table(report.schema.empty_table())
+                new_data = TableProfile.from_table(pa.Table.from_batches([], schema=report.schema))
             whole = new_data if whole is None else whole.merge(new_data)
         write_json(folder / META_DIR / "schema.json", schema_to_dict(report.schema))
         write_json(folder / META_DIR / "profile.json", whole.to_dict())
@@ -426,8 +426,8 @@ def validate(
                     valid = stack.enter_context(TableSink(folder / name, batch.schema))
                 valid.write(batch)
         if valid is None:  # no valid row: still an empty table with the declared schema
-            pq.write_table(valid_schema.empty_table(), folder / name)
-            valid_profile = TableProfile.from_table(valid_schema.empty_table())
+            pq.write_table(pa.Table.from_batches([], schema=valid_schema), folder / name)
+            valid_profile = TableProfile.from_table(pa.Table.from_batches([], schema=valid_schema))
         else:
             valid_profile = valid.profile
         (folder / META_DIR / "schema-rules.yaml").write_text(schema.to_yaml())
