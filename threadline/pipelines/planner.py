@@ -83,6 +83,7 @@ class Planner:
         self.refs = resolve_refs(repos, pipeline)
         self.base = Path(pipeline.source.get("base") or Path.cwd())
         self._code: dict[str, str] = {}
+        self._commits: dict[tuple[str, str], CommitInfo] = {}
 
     def code_hash(self, step: StepSpec) -> str:
         """The step's code hash (computed once per run)."""
@@ -111,7 +112,7 @@ class Planner:
                 in_repo = commit.repo
             else:
                 in_repo, commit_id = outputs[str(item.step)]
-                commit = self.repos.resolve(f"{in_repo}@{commit_id}").require_commit()
+                commit = self._commit(in_repo, commit_id)
                 path = item.path
             inputs.append({"name": item.name, "repo": in_repo, "commit": commit.id, "path": path})
             commits[item.name] = commit.id
@@ -168,9 +169,16 @@ class Planner:
         root = codehash.project_root(step.target.partition(":")[0])
         return str(root) if root is not None else None
 
+    def _commit(self, repo: str, commit_id: str) -> CommitInfo:
+        """The commit `commit_id` of `repo`, read once per run (a commit never changes)."""
+        key = (repo, commit_id)
+        if key not in self._commits:
+            self._commits[key] = self.repos.resolve(f"{repo}@{commit_id}").require_commit()
+        return self._commits[key]
+
     def _exists(self, repo: str, commit_id: str) -> bool:
         try:
-            self.repos.resolve(f"{repo}@{commit_id}").require_commit()
+            self._commit(repo, commit_id)
         except NotFound:
             return False
         return True
@@ -185,6 +193,5 @@ class Planner:
                            entry.output_commit)
 
     def _datum_keys(self, repo: str, commit_id: str) -> dict[str, str]:
-        commit = self.repos.resolve(f"{repo}@{commit_id}").require_commit()
-        keys = commit.metadata.get("datums")
+        keys = self._commit(repo, commit_id).metadata.get("datums")
         return dict(keys) if isinstance(keys, dict) else {}

@@ -16,9 +16,9 @@ import os
 import secrets
 import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyfastcdc
 
@@ -109,6 +109,26 @@ def _read_small(writer: ContentWriter, files: list[tuple[int, str | Path, bool]]
     return _hash_and_pack(writer, chunks)
 
 
+
+class _Inline(Executor):
+    """Runs each submitted call at once in the calling thread: for work too small to repay
+    starting a thread pool (a handful of small files, as in an incremental pipeline step)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - delivered through the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+
+def _pool(workers: int, total_bytes: int | None, prefix: str) -> Executor:
+    """A thread pool, or the calling thread when the whole job is one batch."""
+    if total_bytes is not None and total_bytes < BATCH_BYTES:
+        return _Inline()
+    return ThreadPoolExecutor(workers, thread_name_prefix=prefix)
+
 def store_files(
     writer: ContentWriter,
     paths: Sequence[str | Path],
@@ -143,7 +163,7 @@ def store_files(
                 if progress:
                     progress(n)
 
-    with ThreadPoolExecutor(store.workers, thread_name_prefix="tl-store") as pool:
+    with _pool(store.workers, sum(sizes) if sizes is not None else None, "tl-store") as pool:
 
         def submit(fn: Callable[..., _Result], arg: object) -> None:
             pending.append(pool.submit(fn, writer, arg))
@@ -277,7 +297,7 @@ def restore_files(
 
     opened: list[_Target] = []
     try:
-        with ThreadPoolExecutor(store.workers, thread_name_prefix="tl-restore") as pool:
+        with _pool(store.workers, sum(stored.size for stored, _, _ in items), "tl-restore") as pool:
             batch: list[tuple[_Target, int, bytes, int]] = []
             batch_bytes = 0
 
