@@ -26,10 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from threadline.config import ENV_DATABASE_URL, ENV_HOME, ENV_STORE_URL, settings_for
+from sqlalchemy.engine import make_url
+
+from threadline.config import ENV_DATABASE_URL, ENV_HOME, ENV_STORE_URL, Settings, settings_for
 from threadline.data.checkout import checkout
 from threadline.data.connect import connect
 from threadline.data.manifest import FileEntry
@@ -82,25 +85,20 @@ def job_environment(job: dict[str, Any]) -> Iterator[None]:
 def execute_step(job: dict[str, Any]) -> dict[str, Any]:
     """Run one step attempt described by `job` (see `engine._job`); returns what it committed."""
     started = time.perf_counter()
-    settings = settings_for(Path(job["home"]), env={ENV_DATABASE_URL: job["database_url"],
-                                                   ENV_STORE_URL: job["store_url"]})
-    repos = connect(settings)
-    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"tl-step-{job['step']['name']}-", dir=settings.tmp_dir))
-    log = io.StringIO()
-    try:
-        if job["step"]["kind"] == "builtin":
-            commit_id, counts = _run_builtin(repos, job), (1, 0, 0)
-        else:
-            with job_environment(job):
-                commit_id, counts = _run_and_commit(repos, job, scratch, log)
-        return {"commit": commit_id, "processed": counts[0], "skipped": counts[1],
-                "removed": counts[2], "log": log.getvalue()[-LOG_TAIL:],
-                "duration_s": time.perf_counter() - started}
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        repos.content.close()
-        repos.db.close()
+    with _data_layer(job) as (settings, repos):
+        scratch = Path(tempfile.mkdtemp(prefix=f"tl-step-{job['step']['name']}-", dir=settings.tmp_dir))
+        log = io.StringIO()
+        try:
+            if job["step"]["kind"] == "builtin":
+                commit_id, counts = _run_builtin(repos, job), (1, 0, 0)
+            else:
+                with job_environment(job):
+                    commit_id, counts = _run_and_commit(repos, job, scratch, log)
+            return {"commit": commit_id, "processed": counts[0], "skipped": counts[1],
+                    "removed": counts[2], "log": log.getvalue()[-LOG_TAIL:],
+                    "duration_s": time.perf_counter() - started}
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def process_datums(job: dict[str, Any]) -> dict[str, Any]:
@@ -112,31 +110,86 @@ def process_datums(job: dict[str, Any]) -> dict[str, Any]:
     manifest entries; until that commit they are unreferenced objects, which gc keeps for its
     grace period.
     """
-    settings = settings_for(Path(job["home"]), env={ENV_DATABASE_URL: job["database_url"],
-                                                   ENV_STORE_URL: job["store_url"]})
-    repos = connect(settings)
+    with _data_layer(job) as (settings, repos):
+        scratch = Path(tempfile.mkdtemp(prefix=f"tl-datums-{job['step']['name']}-", dir=settings.tmp_dir))
+        log = io.StringIO()
+        try:
+            out = scratch / "out"
+            out.mkdir()
+            with job_environment(job):
+                _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
+            files = scan([out])
+            with repos.lock.shared():
+                cache = StatCache(repos.stat_cache_path)
+                try:
+                    with repos.content.writer() as writer:
+                        manifest = build_manifest(files, writer, cache)
+                finally:
+                    cache.close()
+            entries = [[e.path, e.key, e.size, e.chunks, e.executable, e.rows] for e in manifest]
+            return {"entries": entries, "log": log.getvalue()[-LOG_TAIL:]}
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+#: open data layers of this worker process, by (home, database URL, store URL), oldest first
+_OPEN: OrderedDict[tuple[str, str, str], tuple[Settings, DataRepos, tuple[int, int] | None]] = OrderedDict()
+_OPEN_MAX = 4
+
+
+@contextlib.contextmanager
+def _data_layer(job: dict[str, Any]) -> Iterator[tuple[Settings, DataRepos]]:
+    """The job's home, opened once per worker process and kept for its later jobs.
+
+    A warm worker (a kept executor, `pipeline watch`) then pays for the database engine, its
+    compiled statements and the pack indexes once, not per step: a 10-datum step is a few
+    milliseconds of work. Packs other processes wrote since are looked up at the start of
+    each job; a job that fails drops and closes its connection, in case the failure was the
+    connection's.
+    """
+    key = (str(job["home"]), job.get("database_url") or "", job.get("store_url") or "")
+    opened = _OPEN.pop(key, None)
+    if opened is not None and _database_file(opened[0]) != opened[2]:
+        _close(opened[1])  # the home was removed and made again: this is another database
+        opened = None
+    if opened is None:
+        settings = settings_for(Path(job["home"]), env={ENV_DATABASE_URL: job["database_url"],
+                                                       ENV_STORE_URL: job["store_url"]})
+        repos = connect(settings)
+        opened = (settings, repos, _database_file(settings))
+    else:
+        opened[1].content.refresh()
+    settings, repos, _identity = opened
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"tl-datums-{job['step']['name']}-", dir=settings.tmp_dir))
-    log = io.StringIO()
     try:
-        out = scratch / "out"
-        out.mkdir()
-        with job_environment(job):
-            _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
-        files = scan([out])
-        with repos.lock.shared():
-            cache = StatCache(repos.stat_cache_path)
-            try:
-                with repos.content.writer() as writer:
-                    manifest = build_manifest(files, writer, cache)
-            finally:
-                cache.close()
-        entries = [[e.path, e.key, e.size, e.chunks, e.executable, e.rows] for e in manifest]
-        return {"entries": entries, "log": log.getvalue()[-LOG_TAIL:]}
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        repos.content.close()
-        repos.db.close()
+        yield settings, repos
+    except BaseException:
+        _close(repos)
+        raise
+    _OPEN[key] = opened
+    while len(_OPEN) > _OPEN_MAX:
+        _close(_OPEN.popitem(last=False)[1][1])
+
+
+def _database_file(settings: Settings) -> tuple[int, int] | None:
+    """(device, inode) of a SQLite database file, None for a server database or no file.
+
+    While this process holds the database open its inode stays allocated, so a file made
+    anew at the same path has another number.
+    """
+    url = make_url(settings.database_url)
+    if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
+        return None
+    try:
+        info = os.stat(url.database)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _close(repos: DataRepos) -> None:
+    repos.content.close()
+    repos.db.close()
 
 
 def _checkout_inputs(repos: DataRepos, job: dict[str, Any], scratch: Path) -> dict[str, Path]:
