@@ -27,6 +27,7 @@ task with cpus=2 on a 2-worker pool runs alone. A task that could never fit is r
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import logging
 import multiprocessing
@@ -64,6 +65,10 @@ def _worker_main(conn: Connection) -> None:
     # Ctrl-C belongs to the parent, which cancels and kills workers itself; a worker that
     # also got SIGINT would print a second traceback and die mid-task.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # What the forkserver imported (the preloaded modules) lives as long as the worker:
+    # keeping it out of collections makes a full collection tens of milliseconds cheaper and
+    # leaves the pages shared with the forkserver uncopied.
+    gc.freeze()
     while True:
         try:
             payload = conn.recv_bytes()
