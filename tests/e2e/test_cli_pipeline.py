@@ -136,3 +136,16 @@ def test_cli_errors_are_one_line(shell: Shell) -> None:
     (shell.cwd / "threadline.yaml").write_text("pipeline: p\nsteps: {a: {run: echo}}\n")
     typo = pipe(shell, "run", "--param", "x=1", code=2)
     assert "no step of pipeline 'p' has a parameter 'x'" in typo.stderr
+
+
+def test_a_ray_cluster_of_other_machines_needs_shared_engines(shell: Shell) -> None:
+    shell.run("init")
+    (shell.cwd / "threadline.yaml").write_text("pipeline: p\nsteps: {a: {run: echo}}\n")
+    # refused before connecting: nothing listens at that address
+    remote = pipe(shell, "run", "--executor", "ray", "--address", "10.255.255.1:6379", code=2)
+    assert remote.stderr.strip().count("\n") == 0
+    assert "cannot reach a SQLite database" in remote.stderr
+    assert "THREADLINE_DATABASE_URL" in remote.stderr
+    assert "--shared-filesystem" in remote.stderr
+    local = pipe(shell, "run", "--address", "10.255.255.1:6379", code=2)
+    assert "add --executor ray" in local.stderr

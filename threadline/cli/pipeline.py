@@ -15,6 +15,8 @@ from threadline.cli.output import console, emit_json, err_console, repos
 from threadline.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
+    from threadline.compute import Executor
+    from threadline.config import Settings
     from threadline.pipelines.engine import RunResult, StepOutcome
     from threadline.pipelines.spec import PipelineSpec
 
@@ -97,18 +99,67 @@ def run(
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
     workers: Annotated[int | None, typer.Option(help="Parallel workers.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would re-run and why.")] = False,
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster (host:6379, ray://host:10001, auto); default: a private local one.")] = None,
+    ship_code: Annotated[bool, typer.Option(
+        help="Upload the project code to the Ray cluster (with --address).")] = True,
+    ray_runtime_env: Annotated[Path | None, typer.Option(
+        help="YAML or JSON file with a Ray runtime_env to add (e.g. pip: [...]).")] = None,
+    shared_filesystem: Annotated[bool, typer.Option(
+        "--shared-filesystem",
+        help="Every Ray node mounts this home at the same path: allow SQLite and a local store.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline: unchanged steps are reused, changed ones re-run on the changed datums."""
+    cluster = address is not None or ray_runtime_env is not None or shared_filesystem
+    if cluster and executor != "ray":
+        raise InvalidArgument("--address, --ray-runtime-env and --shared-filesystem are Ray options; "
+                              "add --executor ray")
     if executor == "local" and not dry_run:
         from threadline.compute.local import prestart
         from threadline.pipelines import WORKER_MODULES
 
         prestart(WORKER_MODULES)  # the workers' imports run beside this process's own
     from threadline.config import load_settings
-    from threadline.pipelines.engine import run_pipeline
 
     spec = pick(load_pipelines(file, module), pipeline)
+    settings = load_settings()
+    chosen: str | Executor = executor
+    if cluster and not dry_run:
+        from threadline.pipelines.cluster import open_cluster_executor
+
+        chosen = open_cluster_executor(spec, settings, address, workers=workers,
+                                       ship_code=ship_code and address is not None,
+                                       runtime_env=read_runtime_env(ray_runtime_env),
+                                       shared_filesystem=shared_filesystem)
+    try:
+        result = _run_live(spec, settings, chosen, param, workers, dry_run, as_json)
+    finally:
+        if not isinstance(chosen, str):
+            chosen.shutdown()
+    _report(result, f"pipeline {spec.name}" + (" (dry run)" if dry_run else ""), as_json)
+
+
+def read_runtime_env(path: Path | None) -> dict[str, Any] | None:
+    """A Ray runtime_env from a YAML or JSON file (a mapping), or None without a file."""
+    if path is None:
+        return None
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidArgument(f"--ray-runtime-env {path}: cannot read it: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise InvalidArgument(f"--ray-runtime-env {path}: must hold a mapping (e.g. pip: [...]), "
+                              f"not {type(loaded).__name__}")
+    return loaded
+
+
+def _run_live(spec: PipelineSpec, settings: Settings, executor: str | Executor, param: list[str] | None,
+              workers: int | None, dry_run: bool, as_json: bool) -> RunResult:
+    from threadline.pipelines.engine import run_pipeline
+
     live_rows: dict[str, StepOutcome] = {}
     title = f"pipeline {spec.name}" + (" (dry run)" if dry_run else "")
     show_live = err_console.is_terminal and not as_json
@@ -119,9 +170,8 @@ def run(
             if show_live:
                 live.update(_steps_table(list(live_rows.values()), title), refresh=True)
 
-        result = run_pipeline(spec, load_settings(), repos(), params=parse_params(param),
-                              executor=executor, workers=workers, dry_run=dry_run, on_event=on_event)
-    _report(result, title, as_json)
+        return run_pipeline(spec, settings, repos(), params=parse_params(param),
+                            executor=executor, workers=workers, dry_run=dry_run, on_event=on_event)
 
 
 class _Null:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from threadline.compute.base import Executor, Resources, Task, TaskHandle
 from threadline.compute.errors import TaskCancelled, TaskFailed, TaskTimeout
@@ -11,7 +11,7 @@ from threadline.compute.ray_executor import RayExecutor
 from threadline.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "KINDS",
@@ -32,7 +32,7 @@ KINDS = ("local", "ray")
 
 
 def open_executor(kind: str = "local", *, workers: int | None = None, address: str | None = None,
-                  preload: Sequence[str] = ()) -> Executor:
+                  preload: Sequence[str] = (), runtime_env: Mapping[str, Any] | None = None) -> Executor:
     """Open an executor by name.
 
     Args:
@@ -40,15 +40,21 @@ def open_executor(kind: str = "local", *, workers: int | None = None, address: s
         workers: CPU slots used at once; default: every CPU of the machine or cluster.
         address: the Ray cluster to connect to; None starts a local one. Only for "ray".
         preload: modules local workers start with already imported (see `LocalExecutor`).
+        runtime_env: Ray's runtime_env for the job (code to ship, pip packages; see
+            `threadline.compute.cluster.code_runtime_env`). Only for "ray".
 
     Raises:
-        InvalidArgument: an unknown kind, an address for "local", or "ray" without Ray installed.
+        InvalidArgument: an unknown kind, an address or runtime_env for "local", or "ray"
+            without Ray installed.
     """
     if kind == "local":
         if address is not None:
             raise InvalidArgument(f"the local executor takes no address (got {address!r}); use kind='ray'")
+        if runtime_env:
+            raise InvalidArgument("the local executor takes no runtime_env (a Ray option); use kind='ray'")
         return LocalExecutor(workers, preload=preload)
     if kind == "ray":
         # RayExecutor imports Ray when constructed, so this module stays light without it
-        return RayExecutor(address, workers)
+        options = {"runtime_env": dict(runtime_env)} if runtime_env else None
+        return RayExecutor(address, workers, init_options=options)
     raise InvalidArgument(f"unknown executor kind {kind!r}; choose one of {', '.join(KINDS)}")

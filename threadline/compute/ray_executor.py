@@ -100,6 +100,10 @@ class RayExecutor(Executor):
         ray = import_ray()
         self._ray = ray
         self._owns_connection = not ray.is_initialized()
+        if not self._owns_connection and init_options:
+            # the job's options (its runtime_env: the shipped code) were fixed by whoever connected
+            log.warning("Ray is already initialised in this process: ignoring init_options %s",
+                        sorted(init_options))
         if self._owns_connection:
             options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
             if address is None:

@@ -261,7 +261,10 @@ def _invoke(step: dict[str, Any], inputs: dict[str, Path], out: Path, params: di
             log: io.StringIO) -> None:
     """Run the step's function or command once."""
     if step["kind"] == "python":
-        if step.get("path") and step["path"] not in sys.path:
+        # The driver's project folder, where it exists here; on another machine of a Ray
+        # cluster the project arrives as the job's working directory instead (already on
+        # sys.path), and a missing driver path must not shadow it.
+        if step.get("path") and step["path"] not in sys.path and os.path.isdir(step["path"]):
             sys.path.insert(0, step["path"])
         fn, out_arg = load_function(step["target"])
         kwargs = {**params, **inputs, out_arg: out}
@@ -272,7 +275,8 @@ def _invoke(step: dict[str, Any], inputs: dict[str, Path], out: Path, params: di
     if argv and argv[0] == "python":  # the interpreter running threadline, not whatever is on PATH
         argv[0] = sys.executable
     try:
-        done = subprocess.run(argv, cwd=step["base"], capture_output=True, text=True, check=False)
+        base = step["base"] if os.path.isdir(step["base"]) else None  # elsewhere: the shipped copy
+        done = subprocess.run(argv, cwd=base, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise StepError(f"step {step['name']!r}: cannot run {argv[0]!r}: {exc}") from exc
     log.write(done.stdout + done.stderr)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from threadline.compute import Task, open_executor
+from threadline.compute.cluster import code_runtime_env
 from threadline.errors import InvalidArgument
 from threadline.tracking.active import active_run, start_run
 from threadline.train import combine as rules
@@ -100,12 +101,24 @@ def _is_classifier(estimator: Any) -> bool:
     return bool(sk("sklearn.base").is_classifier(estimator))
 
 
+def _user_modules(estimator: Any) -> list[str]:
+    """The modules a worker imports to run `estimator`: its class's, and a TorchModel's network's."""
+    modules = [type(estimator).__module__]
+    if isinstance(estimator, TorchModel):
+        factory = estimator.factory
+        modules.append(factory.partition(":")[0] if isinstance(factory, str) else factory.__module__)
+    return modules
+
+
 @contextlib.contextmanager
-def _executor(executor: str | Executor, workers: int, address: str | None) -> Iterator[Executor]:
+def _executor(executor: str | Executor, workers: int, address: str | None,
+              estimator: Any) -> Iterator[Executor]:
     if not isinstance(executor, str):
         yield executor  # the caller's: left open
         return
-    with open_executor(executor, workers=workers, address=address) as pool:
+    # on a running cluster the workers import user estimators and networks from the shipped copy
+    env = code_runtime_env(_user_modules(estimator)) if executor == "ray" and address is not None else None
+    with open_executor(executor, workers=workers, address=address, runtime_env=env) as pool:
         yield pool
 
 
@@ -216,7 +229,8 @@ def fit(
         search: the search space and options (see `threadline.train.search`).
         seed: every random choice derives from it: same seed, data and workers give the same model.
         experiment, name: where the run goes, and its name.
-        address: a Ray cluster address for executor="ray" (None starts a local cluster).
+        address: a Ray cluster address for executor="ray" (None starts a local cluster); the
+            project modules of the estimator (and of a TorchModel's network) are shipped to it.
         progress: called with `Progress` events (shards done, epoch, best trial).
         home, store: the Threadline home or tracking store (default: found from the folder).
 
@@ -245,7 +259,7 @@ def fit(
                                      "name": run_name, "search": search})
         began = time.perf_counter()
         need = 3 * (table.X.nbytes + table.y.nbytes)  # shards, or a search's train, valid and refit copies
-        with spill(need_bytes=need) as scratch, _executor(executor, workers, address) as pool:
+        with spill(need_bytes=need) as scratch, _executor(executor, workers, address, estimator) as pool:
             ctx = Context(pool, run, table, scratch, seed, workers, _is_classifier(estimator), progress)
             start = (_resume[1], _resume[2]) if _resume else None
             result = _train(ctx, estimator, chosen, epochs, search, start)
