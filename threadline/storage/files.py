@@ -123,9 +123,14 @@ class _Inline(Executor):
         return future
 
 
-def _pool(workers: int, total_bytes: int | None, prefix: str) -> Executor:
-    """A thread pool, or the calling thread when the whole job is one batch."""
-    if total_bytes is not None and total_bytes < BATCH_BYTES:
+#: at most this many files, under one batch of bytes, are stored or restored without a pool
+INLINE_FILES = 32
+
+
+def _pool(workers: int, files: int, total_bytes: int | None, prefix: str) -> Executor:
+    """A thread pool, or the calling thread for a few small files (a pool's threads overlap
+    the opens and writes of many files, which cost more than starting them)."""
+    if files <= INLINE_FILES and total_bytes is not None and total_bytes < BATCH_BYTES:
         return _Inline()
     return ThreadPoolExecutor(workers, thread_name_prefix=prefix)
 
@@ -163,7 +168,7 @@ def store_files(
                 if progress:
                     progress(n)
 
-    with _pool(store.workers, sum(sizes) if sizes is not None else None, "tl-store") as pool:
+    with _pool(store.workers, len(paths), sum(sizes) if sizes is not None else None, "tl-store") as pool:
 
         def submit(fn: Callable[..., _Result], arg: object) -> None:
             pending.append(pool.submit(fn, writer, arg))
@@ -297,7 +302,8 @@ def restore_files(
 
     opened: list[_Target] = []
     try:
-        with _pool(store.workers, sum(stored.size for stored, _, _ in items), "tl-restore") as pool:
+        with _pool(store.workers, len(items), sum(stored.size for stored, _, _ in items),
+                   "tl-restore") as pool:
             batch: list[tuple[_Target, int, bytes, int]] = []
             batch_bytes = 0
 
