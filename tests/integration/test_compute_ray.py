@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import needs
 import pytest
 
 from threadline.compute import LocalExecutor, RayExecutor, Resources, Task, open_executor
@@ -59,9 +60,7 @@ def _reload_ray_auth() -> None:
 def ray_address() -> Iterator[str]:
     """Start a 2-CPU Ray head node for this module and yield its address."""
     if importlib.util.find_spec("ray") is None:
-        if os.environ.get("CI"):
-            pytest.fail("Ray is not installed; CI installs the dev extra (pip install -e '.[dev]')")
-        pytest.skip("Ray is not installed (pip install 'threadline[ray]')")
+        needs.missing("Ray", "pip install 'threadline[ray]'")
     ray_cli = Path(sys.executable).with_name("ray")
     # a short folder: Ray's unix socket paths under it must stay under 108 bytes
     temp = Path(tempfile.mkdtemp(prefix="tlray-", dir="/tmp"))

@@ -7,11 +7,11 @@ tests are skipped with that reason, except in CI, which installs it and must run
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from itertools import count
 from typing import TYPE_CHECKING
 
+import needs
 import pytest
 
 from threadline.config import init_home, settings_for
@@ -38,10 +38,8 @@ _names = count()
 def postgres() -> Iterator[PostgresServer]:
     bin_dir = find_bin()
     if bin_dir is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed; .ci/run installs it (apt-get install postgresql)")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    pytest.importorskip("psycopg", reason="needs the postgres extra: pip install 'threadline[postgres]'")
+        needs.missing("PostgreSQL", "apt-get install postgresql")
+    needs.module("psycopg", "pip install 'threadline[postgres]'")
     server = PostgresServer.start(bin_dir)
     try:
         yield server

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import needs
 import pytest
 
 from threadline.serving.cache import CacheSettings, RedisCache, open_cache
@@ -27,17 +27,12 @@ PASSWORD = "s3cret-pw"  # a throwaway server's password, checked absent from log
 STARTUP_SECONDS = 30
 
 
-def _require(what: str, install: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing; .ci/run installs it ({install})")
-    pytest.skip(f"{what} is missing ({install})")
-
 
 def _need_redis_package() -> None:
     try:
         import redis.asyncio  # noqa: F401
     except ImportError:
-        _require("the redis package", "pip install 'threadline[redis]'")
+        needs.missing("the redis package", "pip install 'threadline[redis]'")
 
 
 def _free_port() -> int:
@@ -95,8 +90,7 @@ class RedisServer:
 def redis_server() -> Iterator[RedisServer]:
     binary = shutil.which("redis-server")
     if binary is None:
-        _require("redis-server", "apt-get install redis-server")
-        raise AssertionError  # unreachable: _require skips or fails
+        needs.missing("redis-server", "apt-get install redis-server")
     _need_redis_package()
     server = RedisServer(binary, _free_port())
     server.start()

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 import httpx
+import needs
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,7 +96,7 @@ def serve_process() -> Iterator[list[Served]]:
 
 def test_triton_client_speaks_v2_to_threadline(registry: ModelRegistry,
                                                serve_process: list[Served]) -> None:
-    tritonclient_http = pytest.importorskip("tritonclient.http")
+    tritonclient_http = needs.module("tritonclient.http", "pip install -e '.[dev]'")
     Deployments(registry).create("churn", [{"model": "churn@production"}])
     server = Served(["churn"], "--no-log")
     serve_process.append(server)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import needs
 import numpy as np
 import pandas as pd
-import pytest
 from sklearn.linear_model import LogisticRegression
 
 from threadline.registry import ModelRegistry
@@ -40,9 +40,7 @@ def _port() -> int:
 
 def test_ray_serve_replicas_answer_like_the_model(home: DataRepos) -> None:
     if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.serve") is None:
-        if os.environ.get("CI"):
-            pytest.fail("Ray Serve is not installed; CI installs the dev extra")
-        pytest.skip("Ray Serve is not installed (pip install 'threadline[ray]')")
+        needs.missing("Ray Serve", "pip install 'threadline[ray]'")
     registry = ModelRegistry(home)
     rng = np.random.default_rng(4)
     x = pd.DataFrame(rng.normal(size=(200, 3)), columns=FEATURES)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import needs
 import numpy as np
-import pytest
 
 from integration.test_compute_ray import ray_address
 from threadline.compute import LocalExecutor, RayExecutor
@@ -30,7 +30,7 @@ def _data(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_local_and_ray_train_identical_models(home: DataRepos, ray_address: str) -> None:
-    pytest.importorskip("sklearn")
+    needs.module("sklearn", "pip install 'threadline[sklearn]'")
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import SGDClassifier
 
@@ -57,7 +57,7 @@ def test_fit_opens_a_ray_executor_by_name(home: DataRepos, ray_address: str) -> 
 
 
 def test_ddp_trains_the_same_weights_on_local_and_ray(home: DataRepos, ray_address: str) -> None:
-    torch = pytest.importorskip("torch")
+    torch = needs.module("torch", "pip install 'threadline[torch]'")
     from threadline.train import TorchModel
 
     X, y = _data(1200, seed=3)

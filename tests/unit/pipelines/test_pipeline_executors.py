@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import needs
 import pytest
 
 from threadline.pipelines import engine
@@ -61,9 +61,7 @@ def ray_installed() -> Iterator[None]:
     read it (tests/integration/test_compute_ray.py explains).
     """
     if importlib.util.find_spec("ray") is None:
-        if os.environ.get("CI"):
-            pytest.fail("Ray is not installed; the dev extra includes it")
-        pytest.skip("Ray is not installed (pip install 'threadline[ray]')")
+        needs.missing("Ray", "pip install 'threadline[ray]'")
     token = Path.home() / ".ray" / "auth_token"
     existed = token.exists()
     yield
