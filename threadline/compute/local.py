@@ -194,8 +194,9 @@ class LocalExecutor(Executor):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        # only the scheduler thread touches the workers after this
-        self._workers = [self._spawn() for _ in range(self.workers)]
+        # Started on demand, up to `workers`, by the scheduler thread (the only one that
+        # touches them): a run that needs one process does not wait for the others' forks.
+        self._workers: list[_Worker] = []
         self._thread = threading.Thread(target=self._run, name="threadline-local-executor", daemon=True)
         self._thread.start()
 
@@ -347,6 +348,12 @@ class LocalExecutor(Executor):
         """Start queued tasks, in order, while the next one fits in an idle worker."""
         while True:
             idle = next((w for w in self._workers if w.job is None), None)
+            with self._lock:
+                if not self._pending:
+                    return
+            if idle is None and len(self._workers) < self.workers:
+                idle = self._spawn()
+                self._workers.append(idle)
             with self._lock:
                 if idle is None or not self._pending:
                     return
