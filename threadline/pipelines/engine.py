@@ -307,7 +307,6 @@ class _Driver:
         if fan is not None:
             result["log"] = "".join(fan.logs)[-LOG_TAIL:] + result["log"]
         outcome.status, outcome.commit = "succeeded", result["commit"]
-        outcome.status, outcome.commit = "succeeded", result["commit"]
         outcome.processed, outcome.skipped, outcome.removed = (
             result["processed"], result["skipped"], result["removed"])
         self.outputs[plan.step] = (plan.repo, result["commit"])

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import configure_mappers
 
 from threadline.config import ENV_DATABASE_URL, ENV_HOME, ENV_STORE_URL, Settings, settings_for
 from threadline.data.checkout import checkout
@@ -50,6 +51,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from threadline.data.repos import DataRepos
+
+# This module is what the local executor's forkserver preloads (`WORKER_MODULES`): set up the
+# ORM's mappers there, once, rather than in each forked worker's first query (about 12 ms).
+configure_mappers()
 
 LOG_TAIL = 4000
 RUN_KIND = "pipeline_run"
