@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 
 import needs
 import numpy as np
+import pytest
 
 from integration.test_compute_ray import ray_address
 from threadline.compute import LocalExecutor, RayExecutor
+from threadline.errors import InvalidArgument
 from threadline.train import fit
 
 if TYPE_CHECKING:
@@ -54,6 +56,18 @@ def test_fit_opens_a_ray_executor_by_name(home: DataRepos, ray_address: str) -> 
     result = fit(GaussianNB(), (X, y), executor="ray", address=ray_address, workers=2)
     local = fit(GaussianNB(), (X, y), workers=2)
     np.testing.assert_array_equal(result.model.theta_, local.model.theta_)
+
+
+def test_training_refuses_a_cluster_of_several_machines(home: DataRepos, ray_address: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.naive_bayes import GaussianNB
+
+    X, y = _data(200, seed=4)
+    with RayExecutor(address=ray_address, workers=2) as ray:
+        assert ray.machines() == 1  # the loopback cluster of this test
+        monkeypatch.setattr(RayExecutor, "machines", lambda _self: 2)  # a second machine cannot be had here
+        with pytest.raises(InvalidArgument, match="nodes on 2 machines"):
+            fit(GaussianNB(), (X, y), executor=ray)
 
 
 def test_ddp_trains_the_same_weights_on_local_and_ray(home: DataRepos, ray_address: str) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from threadline.compute import Task, open_executor
+from threadline.compute import RayExecutor, Task, open_executor
 from threadline.compute.cluster import code_runtime_env
 from threadline.errors import InvalidArgument
 from threadline.tracking.active import active_run, start_run
@@ -114,12 +114,25 @@ def _user_modules(estimator: Any) -> list[str]:
 def _executor(executor: str | Executor, workers: int, address: str | None,
               estimator: Any) -> Iterator[Executor]:
     if not isinstance(executor, str):
+        _one_machine(executor)
         yield executor  # the caller's: left open
         return
     # on a running cluster the workers import user estimators and networks from the shipped copy
     env = code_runtime_env(_user_modules(estimator)) if executor == "ray" and address is not None else None
     with open_executor(executor, workers=workers, address=address, runtime_env=env) as pool:
+        _one_machine(pool)
         yield pool
+
+
+def _one_machine(pool: Executor) -> None:
+    """Refuse a Ray cluster spanning machines: shards reach the workers through this machine's
+    shared memory (`train.shards`), which other machines cannot read."""
+    machines = pool.machines() if isinstance(pool, RayExecutor) else 1
+    if machines > 1:
+        raise InvalidArgument(
+            f"this Ray cluster has nodes on {machines} machines, and training hands shards to its "
+            "workers through this machine's shared memory; train on a cluster of this machine only, "
+            "or with executor='local'")
 
 
 def _with_seed(estimator: Any, seed: int) -> Any:
