@@ -4,7 +4,9 @@ Targets (issue 4):
 - a 10-step no-op pipeline (a chain: each step reads the previous one's output) runs cold in
   under 2 s, process-pool start included;
 - the same pipeline fully cached re-runs in under 0.3 s;
-- with 1,000 datums (files), adding 10 re-processes exactly 10, in under 5% of the full run;
+- with 1,000 datums (files), adding 10 re-processes exactly 10, in under 5% of the full run
+  (`--datum-ms N` gives each datum N ms of CPU work; by default datums are no-ops, so the
+  ratio compares the engine's fixed cost per run with its cost per datum);
 - 8 independent CPU-bound steps (about 1 s each) finish ~2x faster with 2 workers than with 1,
   on the local executor and on Ray (`--parallel`; a local Ray cluster is started).
 
@@ -30,6 +32,8 @@ import time
 from pathlib import Path
 
 STEPS = textwrap.dedent('''
+    import time
+
     from threadline.pipelines import Input, Output, Pipeline, step
 
     @step
@@ -39,9 +43,15 @@ STEPS = textwrap.dedent('''
 
     @step
     def per_file(raw=Input("many@main", datums="file"), out=Output()):
+        _busy_for({datum_ms} / 1000)
         for f in raw.rglob("*"):
             if f.is_file():
                 (out / "size").write_text(str(len(f.read_bytes())))
+
+    def _busy_for(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
 
     def _spin(n):
         total = 0
@@ -71,13 +81,13 @@ BUSY = textwrap.dedent('''
 SPIN = 24_000_000
 
 
-def _project(root: Path) -> None:
+def _project(root: Path, datum_ms: float = 0.0) -> None:
     chain = "".join(LINK.format(i=i, prev=i - 1) for i in range(1, 10))
     names = ", ".join(f"s{i}" for i in range(10))
     busy = "".join(BUSY.format(i=i, n=SPIN) for i in range(8))
     busy_names = ", ".join(f"busy{i}" for i in range(8))
     (root / "bench_steps.py").write_text(STEPS.format(chain=chain, names=names, busy=busy,
-                                                      busy_names=busy_names))
+                                                      busy_names=busy_names, datum_ms=datum_ms))
 
 
 def _home(root: Path, files: int) -> tuple[object, object]:
@@ -115,6 +125,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--datums", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--datum-ms", type=float, default=0.0,
+                        help="CPU milliseconds each datum's step spends (default 0: no-op datums)")
     parser.add_argument("--parallel", action="store_true",
                         help="also time 8 CPU-bound steps with 1 and 2 workers, local and Ray")
     args = parser.parse_args()
@@ -123,7 +135,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="tl-bench-pipe-"))
     sys.path.insert(0, str(work))
-    _project(work)
+    _project(work, args.datum_ms)
     import bench_steps  # type: ignore[import-not-found]
 
     from threadline.compute import open_executor
@@ -194,7 +206,8 @@ def main() -> None:
          f"< 5% of full ({warm_ratio:.1%})", warm_ratio < 0.05 and set(processed) == {10}),
         ("CLI cached run (interpreter start included)", cli_cached, "-", True),
     ]
-    print(f"pipeline overhead, median of {args.repeat} (local process pool, {args.workers} workers)")
+    print(f"pipeline overhead, median of {args.repeat} (local process pool, {args.workers} workers, "
+          f"{args.datum_ms:g} ms of CPU per datum)")
     for name, seconds, target, met in rows:
         verdict = "" if target == "-" else ("met" if met else "MISSED")
         print(f"  {name:48s} {seconds:8.3f} s   target {target:22s} {verdict}")
