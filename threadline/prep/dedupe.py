@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from threadline.errors import InvalidArgument
+from threadline.prep.arrays import arrow_mask, numpy_filled
 from threadline.prep.formats import check_columns, check_document
 from threadline.prep.hashing import (
     MASK64,
@@ -215,7 +215,7 @@ class DedupeReport:
         self.removed[rule] = self.removed.get(rule, 0) + n
         examples = self.examples.setdefault(rule, [])
         if n and len(examples) < EXAMPLES:
-            examples.extend(batch.filter(pa.array(mask)).slice(0, EXAMPLES - len(examples)).to_pylist())
+            examples.extend(batch.filter(arrow_mask(mask)).slice(0, EXAMPLES - len(examples)).to_pylist())
 
 
 def _row_keys(batch: pa.RecordBatch, spec: DedupeSpec) -> U64:
@@ -252,20 +252,20 @@ def dedupe_table(
             report.rows_in += batch.num_rows
             report._count(first_rule, batch, ~keep)
         if removed and not keep.all():
-            yield REMOVED, batch.filter(pa.array(~keep))
+            yield REMOVED, batch.filter(arrow_mask(~keep))
         if not keep.any():
             continue
-        kept = batch if keep.all() else batch.filter(pa.array(keep))
+        kept = batch if keep.all() else batch.filter(arrow_mask(keep))
         if near is not None:
             similar = ~near.add(kept.column(cast("str", spec.near)))
             if report is not None:
                 report._count("near", kept, similar)
             if removed and similar.any():
-                yield REMOVED, kept.filter(pa.array(similar))
+                yield REMOVED, kept.filter(arrow_mask(similar))
             if similar.all():
                 continue
             if similar.any():
-                kept = kept.filter(pa.array(~similar))
+                kept = kept.filter(arrow_mask(~similar))
         if report is not None:
             report.rows_kept += kept.num_rows
         yield KEPT, kept
@@ -348,13 +348,13 @@ def _rank_values(arr: pa.Array) -> npt.NDArray[Any]:
     """A ``latest:`` column as numbers that order like its values; null and NaN are the smallest."""
     dtype = arr.type
     if pa.types.is_floating(dtype) or pa.types.is_uint64(dtype):
-        values = pc.fill_null(arr.cast(pa.float64()), -np.inf).to_numpy(zero_copy_only=False)
+        values = numpy_filled(arr.cast(pa.float64()), -np.inf)
         floats: npt.NDArray[Any] = np.where(np.isnan(values), -np.inf, values)
         return floats
     if pa.types.is_temporal(dtype):
         arr = arr.view(pa.int32() if dtype.bit_width == 32 else pa.int64())
     smallest = np.iinfo(np.int64).min
-    ints: npt.NDArray[Any] = pc.fill_null(arr.cast(pa.int64()), smallest).to_numpy(zero_copy_only=False)
+    ints: npt.NDArray[Any] = numpy_filled(arr.cast(pa.int64()), smallest)
     return ints
 
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from threadline.errors import InvalidArgument
+from threadline.prep.arrays import numpy_filled, numpy_of
 
 U64 = npt.NDArray[np.uint64]
 MASK64 = (1 << 64) - 1
@@ -66,14 +67,14 @@ def hashable_type(dtype: pa.DataType) -> bool:
 
 def null_mask(arr: pa.Array) -> npt.NDArray[np.bool_]:
     """True where `arr` is null."""
-    return cast("npt.NDArray[np.bool_]", pc.is_null(arr).to_numpy(zero_copy_only=False))
+    return cast("npt.NDArray[np.bool_]", numpy_of(pc.is_null(arr)))
 
 
 def take_hashes(unique_hashes: U64, indices: pa.Array) -> U64:
     """Hashes of dictionary-encoded values: the unique values' hashes taken by index."""
     if len(unique_hashes) == 0:  # an all-null array has an empty dictionary
         return np.full(len(indices), NULL_HASH, dtype=np.uint64)
-    out = unique_hashes[pc.fill_null(indices, 0).to_numpy(zero_copy_only=False).astype(np.intp)]
+    out = unique_hashes[numpy_filled(indices, 0).astype(np.intp)]
     if indices.null_count:
         out[null_mask(indices)] = NULL_HASH
     return cast("U64", out)
@@ -97,14 +98,14 @@ def column_hash(arr: pa.Array) -> U64:
         ]
         return take_hashes(np.array(uniques, dtype=np.uint64), encoded.indices)
     if pa.types.is_floating(dtype):
-        values = pc.fill_null(arr.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False) + 0.0
+        values = numpy_filled(arr.cast(pa.float64()), 0.0) + 0.0
         bits = np.where(np.isnan(values), np.nan, values).view(np.uint64)
     elif pa.types.is_integer(dtype) or pa.types.is_boolean(dtype):
         ints = arr.cast(pa.uint8()) if pa.types.is_boolean(dtype) else arr
-        bits = pc.fill_null(ints, 0).to_numpy(zero_copy_only=False).astype(np.uint64)
+        bits = numpy_filled(ints, 0).astype(np.uint64)
     elif pa.types.is_temporal(dtype):
         width = pa.int32() if dtype.bit_width == 32 else pa.int64()
-        bits = pc.fill_null(arr.view(width), 0).to_numpy(zero_copy_only=False).astype(np.uint64)
+        bits = numpy_filled(arr.view(width), 0).astype(np.uint64)
     else:
         raise InvalidArgument(f"cannot hash values of type {dtype}")
     hashed = mix(bits)

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from threadline.errors import InvalidArgument
+from threadline.prep.arrays import arrow_of, numpy_of
 from threadline.prep.kll import KLLSketch
 from threadline.prep.sketches import (
     SUMMARY_QUANTILES,
@@ -366,26 +367,6 @@ _HASHED_MAX = 1 << 12
 _HASHED_LENGTH = 64
 
 
-def numpy_of(array: pa.Array) -> np.ndarray[Any, Any]:
-    """A null-free boolean or numeric Arrow array as a NumPy array (a view where possible).
-
-    pyarrow's own `to_numpy` imports pandas on first use (about 0.3 s of a CLI command's
-    start-up, with the GIL held); reading the data buffer directly does not.
-    """
-    t = array.type
-    if array.null_count == 0 and (pa.types.is_boolean(t) or pa.types.is_integer(t)
-                                  or pa.types.is_floating(t)):
-        end = array.offset + len(array)
-        data = array.buffers()[1]
-        if pa.types.is_boolean(t):
-            bits = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-            return np.unpackbits(bits, count=end, bitorder="little")[array.offset:].view(np.bool_)
-        dtype = np.dtype(t.to_pandas_dtype())
-        if data is None:
-            return np.zeros(0, dtype)
-        return np.frombuffer(data, dtype=dtype, count=end)[array.offset:]
-    return np.asarray(array.to_numpy(zero_copy_only=False))
-
 
 def _dictionary_counts(chunk: pa.DictionaryArray) -> tuple[pa.Array, np.ndarray[Any, Any], int]:
     """The dictionary's present values, their counts, and the rows that are a null inside it."""
@@ -398,7 +379,7 @@ def _dictionary_counts(chunk: pa.DictionaryArray) -> tuple[pa.Array, np.ndarray[
         nulls = int(counts[in_dict_nulls].sum())
         counts[in_dict_nulls] = 0
     present = np.flatnonzero(counts)
-    return dictionary.take(pa.array(present)), counts[present], nulls
+    return dictionary.take(arrow_of(present)), counts[present], nulls
 
 
 def _key(raw: bytes | str, text: bool) -> str:

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from threadline.errors import InvalidArgument
+from threadline.prep.arrays import arrow_mask, numpy_filled, numpy_of
 from threadline.prep.formats import check_columns, check_document
 from threadline.prep.hashing import (
     MASK64,
@@ -339,7 +340,7 @@ def _emit(
             continue
         if report is not None:
             report.rows[part] = report.rows.get(part, 0) + n
-        yield part, batch if n == batch.num_rows else batch.filter(pa.array(mask))
+        yield part, batch if n == batch.num_rows else batch.filter(arrow_mask(mask))
 
 
 def _cut(hashes: U64, spec: SplitSpec) -> npt.NDArray[np.intp]:
@@ -392,7 +393,7 @@ def _labels(arr: pa.Array) -> tuple[list[Any], npt.NDArray[np.intp]]:
     """The distinct labels of a batch (None for null) and each row's index into them."""
     encoded = arr if pa.types.is_dictionary(arr.type) else pc.dictionary_encode(arr)
     values: list[Any] = encoded.dictionary.to_pylist()
-    codes = pc.fill_null(encoded.indices, len(values)).to_numpy(zero_copy_only=False).astype(np.intp)
+    codes = numpy_filled(encoded.indices, len(values)).astype(np.intp)
     if encoded.indices.null_count:
         values.append(None)
     return values, codes
@@ -420,13 +421,13 @@ def _to_epoch_us(arr: pa.Array, name: str) -> npt.NDArray[np.int64]:
         dtype = arr.type
     raw: npt.NDArray[np.int64]
     if pa.types.is_timestamp(dtype):
-        raw = arr.view(pa.int64()).to_numpy(zero_copy_only=False).astype(np.int64)
+        raw = numpy_of(arr.view(pa.int64())).astype(np.int64)
         return raw // 1000 if dtype.unit == "ns" else raw * _US_PER[dtype.unit]
     if pa.types.is_date32(dtype):
-        raw = arr.view(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
+        raw = numpy_of(arr.view(pa.int32())).astype(np.int64)
         return raw * 86_400_000_000
     if pa.types.is_date64(dtype):
-        raw = arr.view(pa.int64()).to_numpy(zero_copy_only=False).astype(np.int64)
+        raw = numpy_of(arr.view(pa.int64())).astype(np.int64)
         return raw * 1000
     raise InvalidArgument(f"split time column {name!r} has type {dtype}; it must be a timestamp or date")
 

@@ -53,6 +53,7 @@ import pyarrow.compute as pc
 import yaml
 
 from threadline.errors import InvalidArgument
+from threadline.prep.arrays import arrow_mask, numpy_filled
 from threadline.prep.formats import check_document
 from threadline.prep.hashing import HashSet, column_hash, null_mask
 
@@ -544,7 +545,7 @@ class ValidationReport:
         self.violations[key] = self.violations.get(key, 0) + int(mask.sum())
         examples = self.examples.setdefault(key, [])
         if len(examples) < EXAMPLES:
-            examples.extend(values.filter(pa.array(mask)).slice(0, EXAMPLES - len(examples)).to_pylist())
+            examples.extend(values.filter(arrow_mask(mask)).slice(0, EXAMPLES - len(examples)).to_pylist())
 
 
 # ---------------------------------------------------------------------------------------- validation
@@ -676,7 +677,7 @@ class _Checker:
     def _fail_message(self, batch: pa.RecordBatch, failed: list[tuple[ColumnRules, str, Mask]]) -> str:
         parts = []
         for c, rule, mask in failed:
-            values = batch.column(c.name).filter(pa.array(mask)).slice(0, MESSAGE_EXAMPLES).to_pylist()
+            values = batch.column(c.name).filter(arrow_mask(mask)).slice(0, MESSAGE_EXAMPLES).to_pylist()
             parts.append(f"column {c.name!r} broke rule {rule!r} ({_describe(c, rule)}) in {int(mask.sum())} "
                          f"rows of this batch, e.g. {values}")
         return ("validation failed: " + "; ".join(parts)
@@ -690,7 +691,7 @@ class _Checker:
                 arrays.append(batch.column(name))
                 fields.append(batch.schema.field(name))
         out = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
-        return out if valid.all() else out.filter(pa.array(valid))
+        return out if valid.all() else out.filter(arrow_mask(valid))
 
 
 def _describe(c: ColumnRules, rule: str) -> str:
@@ -714,7 +715,7 @@ def _quarantine_output(
     for c, rule, mask in broken:  # in schema column order, then rule order
         for i in position[mask & quarantine]:
             labels[i].append(f"{c.name}:{rule}")
-    out = batch.filter(pa.array(quarantine))
+    out = batch.filter(arrow_mask(quarantine))
     if VIOLATIONS_COLUMN in out.schema.names:
         out = out.drop_columns([VIOLATIONS_COLUMN])  # an extra column of that name is replaced
     return out.append_column(VIOLATIONS_COLUMN, pa.array([";".join(x) for x in labels], type=pa.string()))
@@ -722,7 +723,7 @@ def _quarantine_output(
 
 def _mask(arr: pa.Array) -> Mask:
     """A boolean Arrow array as a numpy mask, null as False."""
-    return cast("Mask", pc.fill_null(arr, False).to_numpy(zero_copy_only=False))
+    return cast("Mask", numpy_filled(arr, False))
 
 
 def _cast(arr: pa.Array, dtype: pa.DataType) -> tuple[pa.Array, Mask]:

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from threadline.errors import InvalidArgument
-from threadline.prep.profile import FORMAT_ID, SUMMARY_QUANTILES, TableProfile, numpy_of
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from threadline.prep.profile import FORMAT_ID, SUMMARY_QUANTILES, TableProfile
 
 
 def profile(table: pa.Table, chunk: int = 1_000) -> TableProfile:
@@ -280,30 +274,3 @@ def test_html_escapes_values() -> None:
     assert "&lt;script&gt; (2)" in html
     assert "&lt;b&gt;" in html
 
-
-@pytest.mark.parametrize("array", [
-    pa.array([True, False, True, True, False, False, True, False, True, True]).slice(3),
-    pa.array([True] * 17).slice(9, 5),
-    pa.array([1, 2, 3, 4], pa.int8()).slice(1),
-    pa.array([1.5, -2.5, 3.0]).slice(1, 1),
-    pa.array([], pa.bool_()),
-    pa.array([], pa.uint32()),
-    pa.array([1, None, 3]),  # nulls: pyarrow's own conversion
-])
-def test_numpy_of_matches_pyarrow(array: pa.Array) -> None:
-    expected = array.to_numpy(zero_copy_only=False)
-    got = numpy_of(array)
-    assert got.dtype == expected.dtype
-    np.testing.assert_array_equal(got, expected)
-
-
-def test_profiling_a_csv_does_not_import_pandas(tmp_path: Path) -> None:
-    """pyarrow's to_numpy imports pandas, about 0.3 s of every `prep` command before this."""
-    source = tmp_path / "t.csv"
-    source.write_text("a,b,c,d,e\n1,x,2.5,true,2025-01-02\n2,,3.5,false,2025-01-03\n,y,,,\n")
-    code = ("import sys, pyarrow.csv as c\n"
-            "from threadline.prep.profile import TableProfile\n"
-            f"TableProfile.from_batches(c.open_csv({str(source)!r}))\n"
-            "print('pandas' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
