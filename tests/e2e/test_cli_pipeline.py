@@ -141,11 +141,13 @@ def test_cli_errors_are_one_line(shell: Shell) -> None:
 def test_a_ray_cluster_of_other_machines_needs_shared_engines(shell: Shell) -> None:
     shell.run("init")
     (shell.cwd / "threadline.yaml").write_text("pipeline: p\nsteps: {a: {run: echo}}\n")
-    # refused before connecting: nothing listens at that address
-    remote = pipe(shell, "run", "--executor", "ray", "--address", "10.255.255.1:6379", code=2)
-    assert remote.stderr.strip().count("\n") == 0
-    assert "cannot reach a SQLite database" in remote.stderr
-    assert "THREADLINE_DATABASE_URL" in remote.stderr
-    assert "--shared-filesystem" in remote.stderr
-    local = pipe(shell, "run", "--address", "10.255.255.1:6379", code=2)
-    assert "add --executor ray" in local.stderr
+    # Refused before connecting. 0.0.0.0 is not a loopback address, so the cluster counts as
+    # one that may span machines; were the check skipped, a connection would stay on this host.
+    for command in (["run"], ["watch", "--once"]):
+        remote = pipe(shell, *command, "--executor", "ray", "--address", "0.0.0.0:6379", code=2)
+        assert remote.stderr.strip().count("\n") == 0
+        assert "cannot reach a SQLite database" in remote.stderr
+        assert "THREADLINE_DATABASE_URL" in remote.stderr
+        assert "--shared-filesystem" in remote.stderr
+        local = pipe(shell, *command, "--address", "0.0.0.0:6379", code=2)
+        assert "add --executor ray" in local.stderr

@@ -86,7 +86,7 @@ def test_python_steps_run_from_the_code_shipped_to_the_cluster(
     home.commit("raw@main", [raw], "inputs")
     spec = importlib.import_module("shipped_steps").pipe.spec()
     settings = load_settings()
-    pool = open_cluster_executor(spec, settings, ray_address, workers=1)
+    pool = open_cluster_executor([spec], settings, ray_address, workers=1)
     assert isinstance(pool, RayExecutor)
     with OtherMachine(pool) as remote:
         result = run_pipeline(spec, settings, home, executor=remote)

@@ -28,6 +28,15 @@ FileOpt = Annotated[Path | None,
 ModuleOpt = Annotated[str | None,
                       typer.Option("--module", "-m", help="Python module defining Pipeline objects.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+AddressOpt = Annotated[str | None, typer.Option(
+    help="Ray cluster (host:6379, ray://host:10001, auto); default: a private local one.")]
+ShipCodeOpt = Annotated[bool, typer.Option(
+    help="Upload the project code to the Ray cluster (with --address).")]
+RuntimeEnvOpt = Annotated[Path | None, typer.Option(
+    help="YAML or JSON file with a Ray runtime_env to add (e.g. pip: [...]).")]
+SharedFsOpt = Annotated[bool, typer.Option(
+    "--shared-filesystem",
+    help="Every Ray node mounts this home at the same path: allow SQLite and a local store.")]
 _COLOURS = {"succeeded": "green", "cached": "cyan", "failed": "red", "skipped": "yellow",
             "running": "blue", "would run": "magenta"}
 
@@ -99,22 +108,14 @@ def run(
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
     workers: Annotated[int | None, typer.Option(help="Parallel workers.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would re-run and why.")] = False,
-    address: Annotated[str | None, typer.Option(
-        help="Ray cluster (host:6379, ray://host:10001, auto); default: a private local one.")] = None,
-    ship_code: Annotated[bool, typer.Option(
-        help="Upload the project code to the Ray cluster (with --address).")] = True,
-    ray_runtime_env: Annotated[Path | None, typer.Option(
-        help="YAML or JSON file with a Ray runtime_env to add (e.g. pip: [...]).")] = None,
-    shared_filesystem: Annotated[bool, typer.Option(
-        "--shared-filesystem",
-        help="Every Ray node mounts this home at the same path: allow SQLite and a local store.")] = False,
+    address: AddressOpt = None,
+    ship_code: ShipCodeOpt = True,
+    ray_runtime_env: RuntimeEnvOpt = None,
+    shared_filesystem: SharedFsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline: unchanged steps are reused, changed ones re-run on the changed datums."""
-    cluster = address is not None or ray_runtime_env is not None or shared_filesystem
-    if cluster and executor != "ray":
-        raise InvalidArgument("--address, --ray-runtime-env and --shared-filesystem are Ray options; "
-                              "add --executor ray")
+    _check_cluster_options(executor, address, ray_runtime_env, shared_filesystem)
     if executor == "local" and not dry_run:
         from threadline.compute.local import prestart
         from threadline.pipelines import WORKER_MODULES
@@ -125,19 +126,37 @@ def run(
     spec = pick(load_pipelines(file, module), pipeline)
     settings = load_settings()
     chosen: str | Executor = executor
-    if cluster and not dry_run:
-        from threadline.pipelines.cluster import open_cluster_executor
-
-        chosen = open_cluster_executor(spec, settings, address, workers=workers,
-                                       ship_code=ship_code and address is not None,
-                                       runtime_env=read_runtime_env(ray_runtime_env),
-                                       shared_filesystem=shared_filesystem)
+    if not dry_run:
+        chosen = _cluster_executor([spec], settings, executor, workers, address, ship_code,
+                                   ray_runtime_env, shared_filesystem)
     try:
         result = _run_live(spec, settings, chosen, param, workers, dry_run, as_json)
     finally:
         if not isinstance(chosen, str):
             chosen.shutdown()
     _report(result, f"pipeline {spec.name}" + (" (dry run)" if dry_run else ""), as_json)
+
+
+def _check_cluster_options(executor: str, address: str | None, ray_runtime_env: Path | None,
+                           shared_filesystem: bool) -> None:
+    if (address is not None or ray_runtime_env is not None or shared_filesystem) and executor != "ray":
+        raise InvalidArgument("--address, --ray-runtime-env and --shared-filesystem are Ray options; "
+                              "add --executor ray")
+
+
+def _cluster_executor(specs: list[PipelineSpec], settings: Settings, executor: str, workers: int | None,
+                      address: str | None, ship_code: bool, ray_runtime_env: Path | None,
+                      shared_filesystem: bool) -> str | Executor:
+    """`executor` itself, or, with Ray cluster options, a Ray executor opened for `specs`
+    (engines checked, code shipped); the caller shuts an opened one down."""
+    if address is None and ray_runtime_env is None and not shared_filesystem:
+        return executor
+    from threadline.pipelines.cluster import open_cluster_executor
+
+    return open_cluster_executor(specs, settings, address, workers=workers,
+                                 ship_code=ship_code and address is not None,
+                                 runtime_env=read_runtime_env(ray_runtime_env),
+                                 shared_filesystem=shared_filesystem)
 
 
 def read_runtime_env(path: Path | None) -> dict[str, Any] | None:
@@ -208,9 +227,15 @@ def watch(
     once: Annotated[bool, typer.Option("--once", help="Poll once and exit.")] = False,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 10.0,
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
+    workers: Annotated[int | None, typer.Option(help="Parallel workers.")] = None,
+    address: AddressOpt = None,
+    ship_code: ShipCodeOpt = True,
+    ray_runtime_env: RuntimeEnvOpt = None,
+    shared_filesystem: SharedFsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run pipelines when a branch they read gets a new commit, or on their cron schedule."""
+    _check_cluster_options(executor, address, ray_runtime_env, shared_filesystem)
     from threadline.config import load_settings
     from threadline.pipelines.triggers import watch as run_watch
 
@@ -222,8 +247,15 @@ def watch(
             err_console.print(f"{trigger}: run {str(result.run_id)[:12]} of {spec.name} {result.status}")
 
     pipelines = list(load_pipelines(file, module).values())
-    run_watch(pipelines, load_settings(), repos(), once=once, interval_s=interval, executor=executor,
-              on_run=on_run)
+    settings = load_settings()
+    chosen = _cluster_executor(pipelines, settings, executor, workers, address, ship_code,
+                               ray_runtime_env, shared_filesystem)
+    try:
+        run_watch(pipelines, settings, repos(), once=once, interval_s=interval, executor=chosen,
+                  workers=workers, on_run=on_run)
+    finally:
+        if not isinstance(chosen, str):
+            chosen.shutdown()
     if as_json:
         emit_json(started)
     elif not started:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from threadline.compute import open_executor
 from threadline.errors import InvalidArgument
+from threadline.pipelines import WORKER_MODULES
 from threadline.pipelines.engine import run_pipeline
 from threadline.pipelines.planner import resolve_refs
 from threadline.pipelines.runs import RunStore
@@ -129,8 +130,8 @@ def watch(
                 if not trigger:
                     continue
                 if shared is None:
-                    shared = (open_executor(executor, workers=workers) if isinstance(executor, str)
-                              else executor)
+                    shared = (open_executor(executor, workers=workers, preload=WORKER_MODULES)
+                              if isinstance(executor, str) else executor)
                 result = run_pipeline(pipeline, settings, repos, executor=shared, trigger=trigger)
                 runs += 1
                 if on_run is not None:

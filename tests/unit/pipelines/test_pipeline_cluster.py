@@ -43,9 +43,9 @@ def _spec(source: dict[str, str]) -> PipelineSpec:
 
 
 def test_a_pipeline_ships_its_steps_project_or_its_yaml_folder(steps_root: Path, tmp_path: Path) -> None:
-    assert pipeline_runtime_env(_spec({"kind": "module", "module": "shipme_pkg.pipes"}))["working_dir"] == \
+    assert pipeline_runtime_env([_spec({"kind": "module", "module": "shipme_pkg.pipes"})])["working_dir"] == \
         str(steps_root)
-    env = pipeline_runtime_env(_spec({"kind": "yaml", "text": "", "base": str(tmp_path)}))
+    env = pipeline_runtime_env([_spec({"kind": "yaml", "text": "", "base": str(tmp_path)})])
     assert env["working_dir"] == str(tmp_path.resolve())
     assert env["py_modules"] == [str(steps_root / "shipme_steps.py")]
 
@@ -56,4 +56,4 @@ def test_the_engine_check_runs_before_connecting(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr("threadline.pipelines.cluster.open_executor", no_connection)
     with pytest.raises(InvalidArgument, match="cannot reach a SQLite database"):
-        open_cluster_executor(_spec({}), LOCAL_ENGINES, "ray://head.internal:10001")
+        open_cluster_executor([_spec({})], LOCAL_ENGINES, "ray://head.internal:10001")
