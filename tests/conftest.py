@@ -31,8 +31,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DataRepos]
     monkeypatch.setenv(ENV_HOME, str(tmp_path / ".threadline"))
     repos = connect(init_home())
     yield repos
-    repos.content.close()
-    repos.db.close()
+    repos.close()
 
 
 @pytest.fixture

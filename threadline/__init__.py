@@ -42,7 +42,7 @@ def init(folder: str | None = None) -> str:
     from threadline.data import connect
 
     settings = init_home(Path(folder) if folder else None)
-    connect(settings).db.close()
+    connect(settings).close()
     return str(settings.home)
 
 

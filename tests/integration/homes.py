@@ -82,8 +82,7 @@ class Home:
         try:
             yield repos
         finally:
-            repos.content.close()
-            repos.db.close()
+            repos.close()
 
     def close(self) -> None:
         """Release every DataRepos opened through `open`; stop children a failed test left."""
@@ -93,8 +92,7 @@ class Home:
             proc.communicate(timeout=CHILD_TIMEOUT)
         self.children.clear()
         for repos in self.opened:
-            repos.content.close()
-            repos.db.close()
+            repos.close()
         self.opened.clear()
 
     def cli(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -54,8 +54,7 @@ def pg_home(postgres: PostgresServer, tmp_path: Path) -> Iterator[DataRepos]:
     settings = settings_for(tmp_path / ".threadline", env={"THREADLINE_DATABASE_URL": url})
     repos = connect(settings)
     yield repos
-    repos.db.close()
-    repos.content.close()
+    repos.close()
 
 
 def _tree(root: Path, files: dict[str, bytes]) -> Path:

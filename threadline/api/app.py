@@ -128,8 +128,7 @@ def open_stores(home: Path | None = None) -> Stores:
 
 def close_stores(found: Stores) -> None:
     """Release the database connections and content store of `found`."""
-    found.repos.content.close()
-    found.repos.db.close()
+    found.repos.close()
 
 
 def create_app(stores: Stores | None = None, *, home: Path | None = None,

@@ -79,8 +79,7 @@ def serve(host: str = "127.0.0.1", port: int = 5000, *, workers: int = 1, access
                                       "create one with `threadline token create NAME` (or bind "
                                       "127.0.0.1)")
         finally:
-            repos.db.close()
-            repos.content.close()
+            repos.close()
     os.environ[ENV_HOME] = str(settings.home)
     os.environ[ENV_MAX_UPLOAD] = str(max_upload)
     os.environ[ENV_AUTH] = "1" if require_auth else "0"

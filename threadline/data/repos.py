@@ -109,6 +109,11 @@ class DataRepos:
         self.author = author
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
 
+    def close(self) -> None:
+        """Release the content store's files and the database's pooled connections."""
+        self.content.close()
+        self.db.close()
+
     # ----------------------------------------------------------------- repos
     def _repo_row(self, session: Session, name: str) -> RepoRow:
         row = session.scalar(select(RepoRow).where(RepoRow.name == check_name(name, "repo name")))

@@ -115,8 +115,7 @@ def test_verify_reports_missing_objects(home: DataRepos, make_tree: MakeTree) ->
         ):
             gc(fresh, dry_run=False, grace_seconds=0)
     finally:
-        fresh.content.close()
-        fresh.db.close()
+        fresh.close()
 
 
 # -------------------------------------------------------------------------------------- gc

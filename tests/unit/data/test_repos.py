@@ -624,8 +624,7 @@ def test_concurrent_commit_from_another_process_loses_with_conflict(
         retry = home.commit("r", [make_tree("l", {"a": b"loser"})], "l").commit
         assert retry.parents == winner
     finally:
-        other.content.close()
-        other.db.close()
+        other.close()
 
 
 # -------------------------------------------------------------------------------- lineage
