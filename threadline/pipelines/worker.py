@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import configure_mappers
@@ -90,20 +90,16 @@ def job_environment(job: dict[str, Any]) -> Iterator[None]:
 def execute_step(job: dict[str, Any]) -> dict[str, Any]:
     """Run one step attempt described by `job` (see `engine._job`); returns what it committed."""
     started = time.perf_counter()
-    with _data_layer(job) as (settings, repos):
-        scratch = Path(tempfile.mkdtemp(prefix=f"tl-step-{job['step']['name']}-", dir=settings.tmp_dir))
+    with _workspace(job, "step") as (repos, scratch):
         log = io.StringIO()
-        try:
-            if job["step"]["kind"] == "builtin":
-                commit_id, counts = _run_builtin(repos, job), (1, 0, 0)
-            else:
-                with job_environment(job):
-                    commit_id, counts = _run_and_commit(repos, job, scratch, log)
-            return {"commit": commit_id, "processed": counts[0], "skipped": counts[1],
-                    "removed": counts[2], "log": log.getvalue()[-LOG_TAIL:],
-                    "duration_s": time.perf_counter() - started}
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        if job["step"]["kind"] == "builtin":
+            commit_id, counts = _run_builtin(repos, job), (1, 0, 0)
+        else:
+            with job_environment(job):
+                commit_id, counts = _run_and_commit(repos, job, scratch, log)
+        return {"commit": commit_id, "processed": counts[0], "skipped": counts[1],
+                "removed": counts[2], "log": log.getvalue()[-LOG_TAIL:],
+                "duration_s": time.perf_counter() - started}
 
 
 def process_datums(job: dict[str, Any]) -> dict[str, Any]:
@@ -115,65 +111,70 @@ def process_datums(job: dict[str, Any]) -> dict[str, Any]:
     manifest entries; until that commit they are unreferenced objects, which gc keeps for its
     grace period.
     """
-    with _data_layer(job) as (settings, repos):
-        scratch = Path(tempfile.mkdtemp(prefix=f"tl-datums-{job['step']['name']}-", dir=settings.tmp_dir))
+    with _workspace(job, "datums") as (repos, scratch):
         log = io.StringIO()
-        try:
-            out = scratch / "out"
-            out.mkdir()
-            with job_environment(job):
-                _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
-            files = scan([out])
-            with repos.lock.shared():
-                cache = StatCache(repos.stat_cache_path)
-                try:
-                    with repos.content.writer() as writer:
-                        manifest = build_manifest(files, writer, cache)
-                finally:
-                    cache.close()
-            entries = [[e.path, e.key, e.size, e.chunks, e.executable, e.rows] for e in manifest]
-            return {"entries": entries, "log": log.getvalue()[-LOG_TAIL:]}
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        out = scratch / "out"
+        out.mkdir()
+        with job_environment(job):
+            _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
+        files = scan([out])
+        with repos.lock.shared():
+            cache = StatCache(repos.stat_cache_path)
+            try:
+                with repos.content.writer() as writer:
+                    manifest = build_manifest(files, writer, cache)
+            finally:
+                cache.close()
+        entries = [[e.path, e.key, e.size, e.chunks, e.executable, e.rows] for e in manifest]
+        return {"entries": entries, "log": log.getvalue()[-LOG_TAIL:]}
 
 
-#: open data layers of this worker process, by (home, database URL, store URL), oldest first
-_OPEN: OrderedDict[tuple[str, str, str], tuple[Settings, DataRepos, tuple[int, int] | None]] = OrderedDict()
+class _Home(NamedTuple):
+    """A home this worker process has open."""
+
+    settings: Settings
+    repos: DataRepos
+    database_file: tuple[int, int] | None  # see `_database_file`
+
+
+#: the homes this worker process has open, by (home, database URL, store URL), oldest first
+_OPEN: OrderedDict[tuple[str, str, str], _Home] = OrderedDict()
 _OPEN_MAX = 4
 
 
 @contextlib.contextmanager
-def _data_layer(job: dict[str, Any]) -> Iterator[tuple[Settings, DataRepos]]:
-    """The job's home, opened once per worker process and kept for its later jobs.
+def _workspace(job: dict[str, Any], kind: str) -> Iterator[tuple[DataRepos, Path]]:
+    """The job's home and a scratch folder in it, removed afterwards.
 
-    A warm worker (a kept executor, `pipeline watch`) then pays for the database engine, its
-    compiled statements and the pack indexes once, not per step: a 10-datum step is a few
-    milliseconds of work. Packs other processes wrote since are looked up at the start of
-    each job; a job that fails drops and closes its connection, in case the failure was the
-    connection's.
+    The home is opened once per worker process and kept for its later jobs: a warm worker (a
+    kept executor, `pipeline watch`) pays for the database engine, its compiled statements and
+    the pack indexes once, not per step, when a 10-datum step is a few milliseconds of work.
+    Packs other processes wrote since are looked up at the start of each job; a job that fails
+    closes its home, in case the failure was the connection's.
     """
     key = (str(job["home"]), job.get("database_url") or "", job.get("store_url") or "")
-    opened = _OPEN.pop(key, None)
-    if opened is not None and _database_file(opened[0]) != opened[2]:
-        _close(opened[1])  # the home was removed and made again: this is another database
-        opened = None
-    if opened is None:
+    home = _OPEN.pop(key, None)
+    if home is not None and _database_file(home.settings) != home.database_file:
+        home.repos.close()  # the home was removed and made again: this is another database
+        home = None
+    if home is None:
         settings = settings_for(Path(job["home"]), env={ENV_DATABASE_URL: job["database_url"],
                                                        ENV_STORE_URL: job["store_url"]})
-        repos = connect(settings)
-        opened = (settings, repos, _database_file(settings))
+        home = _Home(settings, connect(settings), _database_file(settings))
     else:
-        opened[1].content.refresh()
-    settings, repos, _identity = opened
-    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        home.repos.content.refresh()
+    home.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"tl-{kind}-{job['step']['name']}-", dir=home.settings.tmp_dir))
     try:
-        yield settings, repos
+        yield home.repos, scratch
     except BaseException:
-        _close(repos)
+        home.repos.close()
         raise
-    _OPEN[key] = opened
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _OPEN[key] = home
     while len(_OPEN) > _OPEN_MAX:
-        _close(_OPEN.popitem(last=False)[1][1])
+        _OPEN.popitem(last=False)[1].repos.close()
 
 
 def _database_file(settings: Settings) -> tuple[int, int] | None:
@@ -190,11 +191,6 @@ def _database_file(settings: Settings) -> tuple[int, int] | None:
     except OSError:
         return None
     return info.st_dev, info.st_ino
-
-
-def _close(repos: DataRepos) -> None:
-    repos.content.close()
-    repos.db.close()
 
 
 def _checkout_inputs(repos: DataRepos, job: dict[str, Any], scratch: Path) -> dict[str, Path]:
