@@ -64,8 +64,9 @@ def test_training_refuses_a_cluster_of_several_machines(home: DataRepos, ray_add
 
     X, y = _data(200, seed=4)
     with RayExecutor(address=ray_address, workers=2) as ray:
-        assert ray.machines() == 1  # the loopback cluster of this test
-        monkeypatch.setattr(RayExecutor, "machines", lambda _self: 2)  # a second machine cannot be had here
+        assert ray.machine_count() == 1  # the loopback cluster of this test
+        # a second machine cannot be had here
+        monkeypatch.setattr(RayExecutor, "machine_count", lambda _self: 2)
         with pytest.raises(InvalidArgument, match="nodes on 2 machines"):
             fit(GaussianNB(), (X, y), executor=ray)
 

@@ -136,7 +136,7 @@ class RayExecutor(Executor):
         self._thread = threading.Thread(target=self._run, name="threadline-ray-executor", daemon=True)
         self._thread.start()
 
-    def machines(self) -> int:
+    def machine_count(self) -> int:
         """How many machines the cluster's live nodes are on (by node address)."""
         return len({node["NodeManagerAddress"] for node in self._ray.nodes() if node.get("Alive")})
 

@@ -127,7 +127,7 @@ def _executor(executor: str | Executor, workers: int, address: str | None,
 def _one_machine(pool: Executor) -> None:
     """Refuse a Ray cluster spanning machines: shards reach the workers through this machine's
     shared memory (`train.shards`), which other machines cannot read."""
-    machines = pool.machines() if isinstance(pool, RayExecutor) else 1
+    machines = pool.machine_count() if isinstance(pool, RayExecutor) else 1
     if machines > 1:
         raise InvalidArgument(
             f"this Ray cluster has nodes on {machines} machines, and training hands shards to its "
