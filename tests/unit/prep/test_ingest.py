@@ -7,6 +7,7 @@ import gzip
 import json
 import re
 import sqlite3
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,6 +22,9 @@ from threadline.prep.ingest import (
     schema_from_dict,
     schema_to_dict,
 )
+
+# `threadline.prep.ingest` is also the name of the step function the package exports
+ingest_module = sys.modules["threadline.prep.ingest"]
 
 ROWS = [{"id": 1, "name": "ann", "score": 1.5}, {"id": 2, "name": "bob", "score": 2.25}]
 
@@ -158,6 +162,43 @@ def test_large_csv_streams_in_several_row_groups(tmp_path: Path) -> None:
     groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     assert groups == [100_000] * 7
     assert meta.num_rows == report.total_rows == line_count
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_csv_split_into_ranges_reads_every_row_once_and_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, newline: str
+) -> None:
+    # Ranges of 64 bytes cut most lines' neighbours apart; a 200-byte value spans several ranges.
+    monkeypatch.setattr(ingest_module, "CSV_RANGE_SIZE", 64)
+    rows = [(i, f"name-{i}" if i != 7 else "x" * 200, i * 0.5) for i in range(50)]
+    text = newline.join(["id,name,score", *(f"{i},{n},{v}" for i, n, v in rows)])  # no final line end
+    source = tmp_path / "a.csv"
+    source.write_bytes(text.encode())
+    report = ingest_files([source], tmp_path / "out")
+    table = read_part(tmp_path / "out", report.parts[0].part)
+    assert table.to_pylist() == [{"id": i, "name": n, "score": v} for i, n, v in rows]
+    assert report.total_rows == 50
+
+
+def test_csv_ranges_keep_the_first_blocks_types(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first block says `id` is an integer: a later range's text there is an error naming the
+    # row, as the streaming reader gives, not a silent change of type.
+    monkeypatch.setattr(ingest_module, "CSV_RANGE_SIZE", 32)
+    monkeypatch.setattr(ingest_module, "CSV_BLOCK_SIZE", 32)
+    bad = write(tmp_path / "bad.csv", "id,b\n" + "".join(f"{i},x\n" for i in range(20)) + "oops,x\n")
+    with pytest.raises(InvalidArgument, match=r"bad\.csv: cannot read it: .*int64.*oops"):
+        ingest_files([bad], tmp_path / "out")
+    assert parts_in(tmp_path / "out") == []
+
+
+def test_gzip_csv_in_several_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest_module, "CSV_RANGE_SIZE", 100)
+    lines = "".join(f"{i},v{i}\n" for i in range(300))
+    (tmp_path / "b.csv.gz").write_bytes(gzip.compress(("a,b\n" + lines).encode()))
+    report = ingest_files([tmp_path / "b.csv.gz"], tmp_path / "out")
+    table = read_part(tmp_path / "out", report.parts[0].part)
+    assert table.column("a").to_pylist() == list(range(300))
+    assert table.column("b").to_pylist() == [f"v{i}" for i in range(300)]
 
 
 def test_schema_dict_round_trip() -> None:
