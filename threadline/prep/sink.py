@@ -1,11 +1,11 @@
-"""Write a step's output table: large Parquet row groups, written and profiled on a worker thread.
+"""Write a step's output table: large Parquet row groups, written and profiled on worker threads.
 
 Steps stream small record batches (64 Ki rows); written one row group each, Parquet spends
 more time on per-group overhead and compresses worse (per-group dictionaries). A `TableSink`
-gathers batches into row groups of up to a million rows (or 16 MiB) and hands each group to a
-worker thread that encodes it and updates the profile, while the step reads and transforms
-the next group (Arrow and NumPy release the GIL for the heavy parts): parsing, encoding and
-profiling overlap instead of taking turns.
+gathers batches into row groups of up to a million rows (or 16 MiB) and hands each group to
+two worker threads, one encoding it and one updating the profile, while the step reads and
+transforms the next group (Arrow and NumPy release the GIL for the heavy parts): parsing,
+encoding and profiling overlap instead of taking turns.
 
 Memory stays bounded: one group being filled and one being written and profiled.
 
@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from threadline.errors import InvalidArgument
 from threadline.prep.profile import TableProfile
+from threadline.storage.memory import tune_allocator
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -71,6 +72,7 @@ class TableSink:
     ) -> None:
         if row_group_rows < 1:
             raise InvalidArgument(f"row_group_rows must be at least 1, not {row_group_rows}")
+        tune_allocator()  # the profile's NumPy temporaries reuse the heap instead of fresh mappings
         self.path = path
         self.schema = schema
         self.rows = 0
@@ -89,8 +91,11 @@ class TableSink:
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pending_bytes = 0
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="tl-sink")
-        self._done: Future[None] | None = None
+        # One thread encodes, one profiles: each keeps its groups in order (the profile's
+        # sketches are deterministic only for a fixed order), and the two overlap.
+        self._encoder = ThreadPoolExecutor(1, thread_name_prefix="tl-sink-encode")
+        self._profiler = ThreadPoolExecutor(1, thread_name_prefix="tl-sink-profile")
+        self._done: list[Future[None]] = []
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Add a batch; a full row group is written (and profiled) as soon as it is complete."""
@@ -109,13 +114,13 @@ class TableSink:
             return
         group = pa.Table.from_batches(self._pending, schema=self.schema)
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
-        self._wait()  # at most one group in the worker: bounded memory, groups in order
-        self._done = self._worker.submit(self._write_group, group)
+        self._wait()  # at most one group in the workers: bounded memory, groups in order
+        self._done.append(self._encoder.submit(self._write_group, group))
+        if self._profiling:
+            self._done.append(self._profiler.submit(self._profile_group, group.select(self._profile_columns)))
 
     def _write_group(self, group: pa.Table) -> None:
         self._writer.write_table(group, row_group_size=group.num_rows)
-        if self._profiling:
-            self._profile_group(group.select(self._profile_columns))
 
     def _profile_group(self, selected: pa.Table) -> None:
         """Profile a group in windows of `PROFILE_ROWS` rows, whatever batches it came in.
@@ -137,9 +142,9 @@ class TableSink:
                 self.profile.update(batch)
 
     def _wait(self) -> None:
-        if self._done is not None:
-            done, self._done = self._done, None
-            done.result()
+        done, self._done = self._done, []
+        for future in done:
+            future.result()
 
     def close(self) -> TableProfile:
         """Write what is left, close the file and return the finished profile."""
@@ -147,15 +152,19 @@ class TableSink:
             self._flush()
             self._wait()
         finally:
-            self._worker.shutdown(wait=True, cancel_futures=True)
+            self._shutdown()
             self._writer.close()
         return self.profile
+
+    def _shutdown(self) -> None:
+        for pool in (self._encoder, self._profiler):
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def abort(self) -> None:
         """Close without writing what is left (the step failed; its folder is discarded)."""
         self._pending.clear()
         try:
-            self._worker.shutdown(wait=True, cancel_futures=True)
+            self._shutdown()
         finally:
             self._writer.close()
 
