@@ -259,7 +259,16 @@ def _content_name(path: Path) -> str:
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
             hasher.update(chunk)
-    return f"part-{hasher.hexdigest()[:16]}.parquet"
+    return _part_name(hasher)
+
+
+def _part_name(digest: Any) -> str:
+    """A part's file name from the blake3 hasher of its source's bytes."""
+    return f"part-{digest.hexdigest()[:16]}.parquet"
+
+
+def _compressed(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
 
 
 def _csv_error(path: Path, batch_rows: int) -> str | None:
@@ -272,11 +281,14 @@ def _csv_error(path: Path, batch_rows: int) -> str | None:
     return None
 
 
-def _read_batches(path: Path, batch_rows: int, *, threads: bool = True) -> tuple[Any, Iterator[Any]]:
+def _read_batches(
+    path: Path, batch_rows: int, *, threads: bool = True, digest: Any = None
+) -> tuple[Any, Iterator[Any]]:
     """Open a source: its own (inferred) schema, and its record batches, read lazily.
 
-    A CSV is parsed range by range on every core (see `_csv_ranges`); without `threads`, by
-    the streaming reader, one block at a time, whose errors name the row (see `_csv_error`).
+    A CSV is parsed range by range on every core (see `_csv_ranges`), its bytes fed to
+    `digest` (a blake3 hasher) if given; without `threads`, by the streaming reader, one
+    block at a time, whose errors name the row (see `_csv_error`).
     """
     kind = _kind(path)
     if kind in ("csv", "tsv"):
@@ -290,7 +302,7 @@ def _read_batches(path: Path, batch_rows: int, *, threads: bool = True) -> tuple
             return reader.schema, _closing(reader)
         with reader:
             schema = reader.schema
-        return schema, _csv_ranges(path, schema, parse)
+        return schema, _csv_ranges(path, schema, parse, digest)
     if kind == "parquet":
         parquet = pq.ParquetFile(path)
         return parquet.schema_arrow, parquet.iter_batches(batch_size=batch_rows)
@@ -306,7 +318,7 @@ def _closing(reader: Any) -> Iterator[Any]:
         yield from reader
 
 
-def _csv_ranges(path: Path, schema: Any, parse: Any) -> Iterator[Any]:
+def _csv_ranges(path: Path, schema: Any, parse: Any, digest: Any = None) -> Iterator[Any]:
     """The CSV's record batches, parsed `CSV_RANGE_SIZE` bytes at a time with the given types.
 
     Each range ends at a line end and is parsed by `read_csv` on every core, a block per
@@ -327,6 +339,8 @@ def _csv_ranges(path: Path, schema: Any, parse: Any) -> Iterator[Any]:
                 buf = buf + bytearray(len(buf))
             got = stream.readinto(memoryview(buf)[held:])
             end = held + got
+            if digest is not None:
+                digest.update(memoryview(buf)[held:end])
             cut = end
             if got:
                 cut = (buf.rfind(b"\n", 0, end) + 1) or (buf.rfind(b"\r", 0, end) + 1)  # \r: old Mac files
@@ -382,19 +396,19 @@ class _Staging:
         out.mkdir(parents=True, exist_ok=True)
         self.out = out
         self.durable = durable
+        self.written: list[Path] = []
         self.pending: list[tuple[Path, Path]] = []
 
-    def temp_for(self, part: str) -> Path:
-        temp = self.out / f".{part}.{uuid.uuid4().hex}.tmp"
-        self.pending.append((temp, self.out / part))
-        return temp
-
     def write(
-        self, part: str, schema: Any, batches: Iterator[Any], row_group_rows: int, *, profile: bool,
+        self, schema: Any, batches: Iterator[Any], row_group_rows: int, *, profile: bool,
         progress: Callable[[int], None] | None = None,
-    ) -> tuple[int, TableProfile | None]:
-        """Write the batches as one part; returns the row count and, if asked, their profile."""
-        temp = self.temp_for(part)
+    ) -> tuple[Path, int, TableProfile | None]:
+        """Write the batches to a temporary file; returns it, the row count and, if asked, their profile.
+
+        The file becomes a part only once `keep` names it (the name may depend on what was read).
+        """
+        temp = self.out / f".part-{uuid.uuid4().hex}.tmp"
+        self.written.append(temp)
         with TableSink(temp, schema, profile=profile, row_group_rows=row_group_rows) as sink:
             for batch in batches:
                 sink.write(batch)
@@ -406,12 +420,22 @@ class _Staging:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        return sink.rows, sink.profile if profile else None
+        return temp, sink.rows, sink.profile if profile else None
+
+    def keep(self, temp: Path, part: str) -> None:
+        """Make the written file the part of this name on `commit`."""
+        self.pending.append((temp, self.out / part))
+
+    def drop(self, temp: Path) -> None:
+        """Delete a written file that is not to become a part."""
+        temp.unlink(missing_ok=True)
+        self.written.remove(temp)
 
     def commit(self) -> None:
         for temp, final in self.pending:
             os.replace(temp, final)
         self.pending.clear()
+        self.written.clear()
         if not self.durable:
             return
         # Make the renames durable too.
@@ -422,8 +446,9 @@ class _Staging:
             os.close(fd)
 
     def discard(self) -> None:
-        for temp, _ in self.pending:
+        for temp in self.written:
             temp.unlink(missing_ok=True)
+        self.written.clear()
         self.pending.clear()
 
 
@@ -472,30 +497,43 @@ def ingest_files(
     profiles: list[TableProfile] = []
     try:
         for path in paths:
+            # A plain CSV is hashed as its ranges are read, on the cores the parse leaves idle,
+            # instead of in a pass of its own before it: its name is known once it is written.
+            digest = blake3.blake3() if _kind(path) in ("csv", "tsv") and not _compressed(path) else None
             try:
-                part = _content_name(path)
+                part = None if digest is not None else _content_name(path)
+                path.stat()
             except OSError as exc:
                 raise NotFound(f"{path}: cannot read it: {exc}") from exc
             if part in seen:
                 continue
-            seen.add(part)
             try:
-                own_schema, batches = _read_batches(path, batch_rows)
+                own_schema, batches = _read_batches(path, batch_rows, digest=digest)
                 if schema is None:
                     schema = _settle(own_schema.remove_metadata())
                 target = schema
-                rows, part_profile = staging.write(
-                    part, target, (_conform(b, target, str(path)) for b in batches),
-                    row_group_rows, profile=profile is not None and profile(part), progress=progress,
+                temp, rows, part_profile = staging.write(
+                    target, (_conform(b, target, str(path)) for b in batches), row_group_rows,
+                    profile=profile is not None and (part is None or profile(part)), progress=progress,
                 )
-                if part_profile is not None:
-                    profiles.append(part_profile)
             except _ARROW_ERRORS as exc:
                 detail = (_csv_error(path, batch_rows) if _kind(path) in ("csv", "tsv") else None) or exc
                 raise InvalidArgument(f"{path}: cannot read it: {detail}") from exc
             except OSError as exc:
                 raise InvalidArgument(f"{path}: cannot read it: {exc}") from exc
-            parts.append(PartInfo(str(path), "file", part, rows, (staging.pending[-1][0]).stat().st_size))
+            if part is None:
+                assert digest is not None
+                part = _part_name(digest)
+                if part in seen:  # the same bytes as an earlier source: the same part
+                    staging.drop(temp)
+                    continue
+                if profile is not None and not profile(part):
+                    part_profile = None
+            seen.add(part)
+            staging.keep(temp, part)
+            if part_profile is not None:
+                profiles.append(part_profile)
+            parts.append(PartInfo(str(path), "file", part, rows, temp.stat().st_size))
         staging.commit()
     except BaseException:
         staging.discard()
@@ -585,9 +623,10 @@ def ingest_query(
         first = next(batches, None)  # runs the query and fixes the schema
         schema = holder[0]
         stream = _chain(first, batches) if first is not None else iter(())
-        rows, part_profile = staging.write(part, schema, stream, batch_rows, profile=profile,
-                                           progress=progress)
-        size = staging.pending[-1][0].stat().st_size
+        temp, rows, part_profile = staging.write(schema, stream, batch_rows, profile=profile,
+                                                 progress=progress)
+        size = temp.stat().st_size
+        staging.keep(temp, part)
         staging.commit()
     except SQLAlchemyError as exc:
         staging.discard()

@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import blake3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -102,6 +103,24 @@ def test_same_file_gives_same_part_and_bytes(tmp_path: Path) -> None:
     other = write(tmp_path / "b.csv", "id,name\n2,y\n")
     ingest_files([source, other], tmp_path / "one")
     assert len(parts_in(tmp_path / "one")) == 2
+
+
+def test_part_is_named_by_the_source_bytes_and_a_copy_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Plain CSV is hashed while it is parsed, range by range; gzip CSV and Parquet before.
+    monkeypatch.setattr(ingest_module, "CSV_RANGE_SIZE", 16)
+    text = "id,name\n" + "".join(f"{i},n{i}\n" for i in range(40))
+    source = write(tmp_path / "a.csv", text)
+    copy = write(tmp_path / "copy.csv", text)
+    packed = tmp_path / "a.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    report = ingest_files([source, copy, packed], tmp_path / "out", profile=lambda _part: True)
+    expected = [f"part-{blake3.blake3(p.read_bytes()).hexdigest()[:16]}.parquet" for p in (source, packed)]
+    assert [p.part for p in report.parts] == expected
+    assert parts_in(tmp_path / "out") == sorted(expected)  # the copy left no file behind
+    assert report.profile is not None
+    assert report.profile.rows == 80  # the copy's rows are not counted twice
 
 
 def test_later_sources_are_cast_to_first_schema(tmp_path: Path) -> None:
