@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_mask", "arrow_of", "numpy_filled", "numpy_of"]
+__all__ = ["arrow_mask", "arrow_of", "arrow_scalar", "numpy_filled", "numpy_of"]
 
 
 def numpy_of(array: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
@@ -50,6 +50,22 @@ def arrow_of(values: np.ndarray[Any, Any]) -> pa.Array:
     """A 1-D NumPy array of numbers as an Arrow array sharing its memory (`pa.array` imports pandas)."""
     data = np.ascontiguousarray(values)
     return pa.Array.from_buffers(pa.from_numpy_dtype(data.dtype), len(data), [None, pa.py_buffer(data)])
+
+
+def arrow_scalar(value: Any, type: pa.DataType | None = None) -> pa.Scalar:
+    """`pa.scalar(value, type)` for None, bool, int and float, built without importing pandas;
+    other values (text, dates...) go through `pa.scalar`."""
+    if value is None:
+        return pa.nulls(1, type if type is not None else pa.null())[0]
+    if isinstance(value, bool):
+        scalar = arrow_mask(np.array([value]))[0]
+    elif isinstance(value, int) and -(1 << 63) <= value < (1 << 63):
+        scalar = arrow_of(np.array([value], np.int64))[0]
+    elif isinstance(value, float):
+        scalar = arrow_of(np.array([value], np.float64))[0]
+    else:
+        return pa.scalar(value, type)
+    return scalar if type is None else scalar.cast(type)
 
 
 def _plain(t: pa.DataType) -> bool:

@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 import yaml
 
 from threadline.errors import InvalidArgument
+from threadline.prep.arrays import arrow_scalar
 from threadline.prep.expressions import compile_expression
 from threadline.prep.formats import check_document
 
@@ -400,7 +401,7 @@ def _validate_step(index: int, step: Step, fields: dict[str, pa.DataType]) -> di
     if step.kind == "coerce":
         for name, type_name in step.params.items():
             try:
-                pc.cast(pa.array([], type=fields[name]), TYPES[type_name])
+                pc.cast(pa.nulls(0, fields[name]), TYPES[type_name])
             except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as exc:
                 raise InvalidArgument(
                     f"{where}: column {name!r}: cannot cast {fields[name]} to {type_name}"
@@ -418,7 +419,7 @@ def _validate_step(index: int, step: Step, fields: dict[str, pa.DataType]) -> di
                 )
             if option["strategy"] == "constant":
                 try:
-                    pa.scalar(option["value"]).cast(fields[name])
+                    arrow_scalar(option["value"]).cast(fields[name])
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
                     raise InvalidArgument(
                         f"{where}: column {name!r}: value {option['value']!r} does not fit {fields[name]}"
@@ -550,7 +551,7 @@ class CleanseReport:
 
 
 def _count(mask: pa.Array) -> int:
-    return int(pc.sum(pc.fill_null(mask, False)).as_py() or 0)
+    return int(pc.sum(pc.fill_null(mask, arrow_scalar(False))).as_py() or 0)
 
 
 def _changed(old: pa.Array, new: pa.Array) -> int:
@@ -576,14 +577,14 @@ def _coerce(where: str, name: str, array: pa.Array, target: pa.DataType, policy:
             f"{where}: {count} values of column {name!r} in this batch cannot become {target}, "
             f'e.g. {bad[:EXAMPLES]!r}; clean them first or set on_error: "null"'
         )
-    cleaned = pc.if_else(mask, pa.scalar(None, array.type), array)
+    cleaned = pc.if_else(mask, arrow_scalar(None, array.type), array)
     return pc.cast(cleaned, target, safe=True), count
 
 
 def _fill_scalar(value: Any, kind: pa.DataType) -> pa.Scalar:
     if pa.types.is_integer(kind) and isinstance(value, float):
         value = round(value)  # half to even
-    return pa.scalar(value).cast(kind)
+    return arrow_scalar(value).cast(kind)
 
 
 def _apply_step(
@@ -630,11 +631,11 @@ def _apply_step(
             if option["method"] == "drop":
                 out = pc.or_kleene(
                     *(
-                        pc.less(old, low) if low is not None else pa.scalar(False),
-                        pc.greater(old, high) if high is not None else pa.scalar(False),
+                        pc.less(old, arrow_scalar(low)) if low is not None else arrow_scalar(False),
+                        pc.greater(old, arrow_scalar(high)) if high is not None else arrow_scalar(False),
                     )
                 )
-                inside = pc.invert(pc.fill_null(out, False))
+                inside = pc.invert(pc.fill_null(out, arrow_scalar(False)))
                 keep = inside if keep is None else pc.and_(keep, inside)
                 continue
             new = old
@@ -642,9 +643,9 @@ def _apply_step(
                 low = None if low is None else math.ceil(low)
                 high = None if high is None else math.floor(high)
             if low is not None:
-                new = pc.max_element_wise(new, pa.scalar(low).cast(old.type), skip_nulls=False)
+                new = pc.max_element_wise(new, arrow_scalar(low, old.type), skip_nulls=False)
             if high is not None:
-                new = pc.min_element_wise(new, pa.scalar(high).cast(old.type), skip_nulls=False)
+                new = pc.min_element_wise(new, arrow_scalar(high, old.type), skip_nulls=False)
             changed += _changed(old, new)
             columns[name] = new
     elif step.kind == "rename":

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from threadline.errors import InvalidArgument
+from threadline.prep.arrays import arrow_scalar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -314,7 +315,7 @@ def _numeric(value: Value) -> bool:
 def _modulo(left: Value, right: Value) -> Value:
     a = pc.cast(left, pa.float64())
     b = pc.cast(right, pa.float64())
-    b = pc.if_else(pc.equal(b, 0.0), pa.scalar(None, pa.float64()), b)
+    b = pc.if_else(pc.equal(b, arrow_scalar(0.0)), arrow_scalar(None, pa.float64()), b)
     result = pc.subtract(a, pc.multiply(b, pc.floor(pc.divide(a, b))))
     if _is_int(left) and _is_int(right):
         return pc.cast(result, pa.int64())
@@ -405,7 +406,7 @@ class Expression:
         Raises:
             InvalidArgument: on an unknown column or a type error, naming its position.
         """
-        empty = pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema], schema=schema)
+        empty = pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
         return self.evaluate(empty).type
 
     def evaluate(self, batch: pa.RecordBatch) -> pa.Array:
@@ -416,7 +417,7 @@ class Expression:
         """
         value = self._eval(self.tree, batch)
         if isinstance(value, pa.Scalar):
-            return pa.array([value.as_py()] * batch.num_rows, type=value.type)
+            return pa.repeat(value, batch.num_rows)
         return value
 
     def _eval(self, node: Node, batch: pa.RecordBatch) -> Value:
@@ -427,7 +428,7 @@ class Expression:
             column: pa.Array = batch.column(index)
             return column
         if isinstance(node, Literal):
-            return pa.scalar(node.value)
+            return arrow_scalar(node.value)
         if isinstance(node, Unary):
             operand = self._eval(node.operand, batch)
             return self._apply(node, f"operator {node.op!r}", _unary(node.op), operand)

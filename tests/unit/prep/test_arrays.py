@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from threadline.prep.arrays import arrow_mask, arrow_of, numpy_filled, numpy_of
+from threadline.prep.arrays import arrow_mask, arrow_of, arrow_scalar, numpy_filled, numpy_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -73,3 +73,44 @@ def test_profiling_hashing_and_filtering_a_csv_do_not_import_pandas(tmp_path: Pa
             "print('pandas' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(("value", "type_"), [
+    (True, None), (False, pa.bool_()), (0, None), (-(1 << 63), None), ((1 << 63) - 1, None),
+    (2.5, None), (3, pa.float32()), (2.0, pa.int16()), (None, pa.float64()), (None, None),
+    ("text", None), ("7", pa.string()),
+])
+def test_arrow_scalar_matches_pa_scalar(value: object, type_: pa.DataType | None) -> None:
+    expected = pa.scalar(value) if type_ is None else pa.scalar(value).cast(type_)
+    got = arrow_scalar(value, type_)
+    assert got.type == expected.type
+    assert got.as_py() == expected.as_py()
+    assert got.is_valid == expected.is_valid
+
+
+CLEANSE_SPEC = """format: threadline.cleanse/1
+steps:
+  - strip: [s]
+  - missing: {x: {strategy: mean}}
+  - outliers: {x: {method: clip, min: 0, max: 5}}
+  - outliers: {y: {method: drop, min: 1}}
+  - derive: {z: "x * 2 + y / y"}
+"""
+CLEANSE_SCRIPT = """
+import sys
+import pyarrow.csv as c
+from threadline.prep.cleanse import CleanseSpec, cleanse_table
+spec = CleanseSpec.from_yaml(sys.argv[2])
+batches = list(c.open_csv(sys.argv[1]))
+rows = sum(b.num_rows for b in cleanse_table(lambda: batches, spec.fit(lambda: batches)))
+print(rows, "pandas" in sys.modules)
+"""
+
+
+def test_cleansing_with_the_usual_rules_does_not_import_pandas(tmp_path: Path) -> None:
+    """Python values made into Arrow scalars import pandas: 0.2 s of `prep cleanse` before."""
+    source = tmp_path / "t.csv"
+    source.write_text("s,x,y\n a ,1.5,0\nb,,3\n c,9,2\n")
+    done = subprocess.run([sys.executable, "-c", CLEANSE_SCRIPT, str(source), CLEANSE_SPEC],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["2", "False"]  # the row with y < 1 dropped
