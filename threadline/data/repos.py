@@ -33,6 +33,7 @@ from threadline.errors import (
     StorageError,
 )
 from threadline.lineage.graph import Edge, Node, add_edges
+from threadline.meta.db import hex_prefix
 from threadline.meta.models import CommitRow, RefLogRow, RefRow, RepoRow
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ class DataRepos:
             raise NotFound(f"{ref}: no branch or tag named {rev!r} in {repo.name!r}; "
                            f"`threadline data list` shows them")
         ids = session.scalars(select(CommitRow.id).where(
-            CommitRow.repo_id == repo.id, CommitRow.id.startswith(lowered)).limit(2)).all()
+            hex_prefix(CommitRow.id, lowered), CommitRow.repo_id == repo.id).limit(2)).all()
         if not ids:
             raise NotFound(f"{ref}: no branch, tag or commit {rev!r} in {repo.name!r}")
         if len(ids) > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import and_, create_engine, event, text
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,12 +13,22 @@ from threadline.errors import InvalidArgument, StorageError
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import ColumnElement, SQLColumnExpression
     from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: the newest migration in `migrations/versions` (a test keeps the two equal); checking it with
 #: one query lets every command start without importing Alembic (~50 ms)
 SCHEMA_HEAD = "0006"
+
+
+def hex_prefix(column: SQLColumnExpression[str], prefix: str) -> ColumnElement[bool]:
+    """Rows whose lowercase-hex id starts with `prefix`, as a range on the id's index.
+
+    `column.startswith(prefix)` is a LIKE, which SQLite compares without case and so answers
+    by scanning every row; lowercase hex sorts below "g", so the range holds the same rows.
+    """
+    return and_(column >= prefix, column < prefix + "g")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from threadline.errors import InvalidArgument, NotFound
+from threadline.meta.db import hex_prefix
 from threadline.meta.models import PipelineCacheRow, PipelineRunRow, PipelineStepRunRow
 from threadline.pipelines.cache import KeyParts
 from threadline.storage.local import pid_alive
@@ -168,7 +169,7 @@ class RunStore:
             raise InvalidArgument(f"run id {run_id!r} is too short; give at least 4 digits")
         with self.db.session() as session:
             rows = session.scalars(select(PipelineRunRow).where(
-                PipelineRunRow.id.startswith(run_id.lower())).limit(2)).all()
+                hex_prefix(PipelineRunRow.id, run_id.lower())).limit(2)).all()
             if not rows:
                 raise NotFound(f"no pipeline run {run_id}; `threadline pipeline runs` lists them")
             if len(rows) > 1:
