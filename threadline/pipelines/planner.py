@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
+from threadline.data.manifest import Manifest
 from threadline.errors import NotFound
 from threadline.pipelines import codehash, datums, envhash
 from threadline.pipelines.cache import KeyParts, explain
@@ -106,6 +107,7 @@ class Planner:
         content: dict[str, str] = {}
         commits: dict[str, str] = {}
         current: dict[str, datums.Datum] | None = None
+        datum_manifest = Manifest()
         for item in step.inputs:
             if item.ref is not None:
                 commit, path = self.refs[item.ref]
@@ -117,7 +119,8 @@ class Planner:
             inputs.append({"name": item.name, "repo": in_repo, "commit": commit.id, "path": path})
             commits[item.name] = commit.id
             if item.datums is not None:
-                current = datums.split(self.repos.manifest(commit).under(path), path, item.datums)
+                datum_manifest = self.repos.manifest(commit)
+                current = datums.split(datum_manifest.under(path), path, item.datums)
                 content[item.name] = datums.content_key(current)
             else:
                 content[item.name] = _content_hash(self.repos, commit, path)
@@ -146,6 +149,9 @@ class Planner:
             previous_keys = self._datum_keys(repo, dp.previous) if dp.previous else {}
             datum_plan = {
                 "datum_input": datum_input.name, "process": [[d.name, list(d.files)] for d in dp.process],
+                # the files' stored contents, so a worker restores them without reading the manifest
+                "stored": {e.path: [e.key, e.size, e.chunks, e.executable] for d in dp.process
+                           for e in map(datum_manifest.files.__getitem__, d.files)},
                 "reuse": dp.reuse, "removed": dp.removed, "previous": dp.previous,
                 "changed": [d.name for d in dp.process if d.name in previous_keys],
             }

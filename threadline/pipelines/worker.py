@@ -210,8 +210,7 @@ def _checkout_inputs(repos: DataRepos, job: dict[str, Any], scratch: Path) -> di
 def _run_datums(repos: DataRepos, job: dict[str, Any], folders: dict[str, Path], scratch: Path,
                 out: Path, log: io.StringIO) -> None:
     plan, datum_input = job["plan"], job["plan"]["datum_input"]
-    item = next(i for i in job["inputs"] if i["name"] == datum_input)
-    datum_dirs = _restore_datums(repos, item, plan["process"], scratch / "datums")
+    datum_dirs = _restore_datums(job, repos, scratch / "datums")
     for (name, _files), folder in zip(plan["process"], datum_dirs):
         target = make_folder_inside(out, name)
         _invoke(job["step"], {**folders, datum_input: folder}, target, job["params"], log)
@@ -237,21 +236,24 @@ def _run_and_commit(repos: DataRepos, job: dict[str, Any], scratch: Path,
                                                 len(plan.get("removed", [])))
 
 
-def _restore_datums(repos: DataRepos, item: dict[str, Any], process: list[Any], root: Path) -> list[Path]:
-    """Check out each datum's files into its own folder (one batch for all of them)."""
-    commit = repos.resolve(f"{item['repo']}@{item['commit']}").require_commit()
-    manifest = repos.manifest(commit)
+def _restore_datums(job: dict[str, Any], repos: DataRepos, root: Path) -> list[Path]:
+    """Check out each datum's files into its own folder (one batch for all of them), from the
+    stored contents the plan names (no manifest to read)."""
+    plan = job["plan"]
+    item = next(i for i in job["inputs"] if i["name"] == plan["datum_input"])
     strip = len(item["path"]) + 1 if item["path"] else 0
     folders, restore = [], []
-    for i, (_name, files) in enumerate(process):
+    for i, (_name, files) in enumerate(plan["process"]):
         folder = root / str(i)
         folder.mkdir(parents=True)
         for path in files:
-            entry = manifest.get(path)
-            if entry is None:
-                raise InvalidArgument(f"datum file {path} is missing from commit {commit.short_id}")
+            stored = plan["stored"].get(path)
+            if stored is None:
+                raise InvalidArgument(f"datum file {path} is missing from commit {item['commit'][:12]}")
+            entry = FileEntry(path, *stored)
             rel = path[strip:]
-            make_folder_inside(folder, rel.rpartition("/")[0])
+            if "/" in rel:
+                make_folder_inside(folder, rel.rpartition("/")[0])
             restore.append((entry.stored, folder / rel, 0o755 if entry.executable else 0o644))
         folders.append(folder)
     restore_files(repos.content, restore)
