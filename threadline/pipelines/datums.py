@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import blake3
 
@@ -24,9 +24,12 @@ if TYPE_CHECKING:
     from threadline.pipelines.spec import DatumSpec
 
 
-@dataclass(frozen=True)
-class Datum:
-    """One datum: its name (the folder of its output), its files (in-repo paths), its key."""
+class Datum(NamedTuple):
+    """One datum: its name (the folder of its output), its files (in-repo paths), its key.
+
+    A named tuple: a run over a thousand datums builds a thousand of them, and a tuple is
+    built in half a frozen dataclass's time.
+    """
 
     name: str
     files: tuple[str, ...]
@@ -53,6 +56,11 @@ def split(entries: Iterable[FileEntry], base: str, spec: DatumSpec) -> dict[str,
         groups.setdefault(name, []).append(entry)
     out: dict[str, Datum] = {}
     for name, group in groups.items():
+        if len(group) == 1:  # the usual datum, a file: the same key, without a sort and a loop
+            (entry,) = group
+            line = f"{entry.path[strip:]}\0{entry.key}\0{int(entry.executable)}\n"
+            out[name] = Datum(name, (entry.path,), blake3.blake3(line.encode()).hexdigest())
+            continue
         digest = blake3.blake3()
         for entry in sorted(group, key=lambda e: e.path):
             digest.update(f"{entry.path[strip:]}\0{entry.key}\0{int(entry.executable)}\n".encode())
