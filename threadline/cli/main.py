@@ -98,9 +98,9 @@ def main() -> None:
     try:
         _run()
     finally:
-        # The interpreter's exit would trace every object the command made (Arrow, NumPy and
-        # SQLAlchemy hold millions) looking for cycles, 0.15 s after a large ingest; the
-        # command has closed its files and database, and the OS frees the memory.
+        # The interpreter's exit would trace every object the command made (the imported
+        # modules included) looking for cycles: 0.15 s after a large ingest. The command has
+        # closed its files and database, and the OS frees the memory.
         gc.freeze()
 
 
