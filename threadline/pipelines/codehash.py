@@ -20,6 +20,7 @@ names an existing file relative to the pipeline file's folder (`python scripts/c
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import inspect
 import json
@@ -38,7 +39,10 @@ if TYPE_CHECKING:
 _SIMPLE = (str, int, float, bool, bytes, type(None))
 
 
+@functools.cache
 def _installed_roots() -> tuple[Path, ...]:
+    """Where this interpreter's standard library and packages live (fixed for the process;
+    asked for every step of every run, which cost a `sysconfig` expansion and six resolves)."""
     paths = sysconfig.get_paths()
     roots = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     roots.add(Path(sys.prefix).resolve())
