@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from threadline.data.manifest import Manifest
 from threadline.errors import NotFound
 from threadline.pipelines import codehash, datums, envhash
 from threadline.pipelines.cache import KeyParts, explain
@@ -23,6 +22,7 @@ from threadline.pipelines.python_api import load_function
 
 if TYPE_CHECKING:
     from threadline.config import Settings
+    from threadline.data.manifest import Manifest
     from threadline.data.model import CommitInfo
     from threadline.data.repos import DataRepos
     from threadline.pipelines.runs import RunStore
@@ -107,7 +107,7 @@ class Planner:
         content: dict[str, str] = {}
         commits: dict[str, str] = {}
         current: dict[str, datums.Datum] | None = None
-        datum_manifest = Manifest()
+        datum_manifest: Manifest | None = None  # the tree the datums are split from
         for item in step.inputs:
             if item.ref is not None:
                 commit, path = self.refs[item.ref]
@@ -144,7 +144,7 @@ class Planner:
             "code_hash": parts.code, "params": parts.params, "env": parts.env,
             "inputs": commits, "cache_key": key,
         }
-        if datum_input is not None and current is not None:
+        if datum_input is not None and current is not None and datum_manifest is not None:
             dp = self._datum_plan(step, parts.base_key(), current)
             previous_keys = self._datum_keys(repo, dp.previous) if dp.previous else {}
             datum_plan = {

@@ -210,7 +210,7 @@ def _checkout_inputs(repos: DataRepos, job: dict[str, Any], scratch: Path) -> di
 def _run_datums(repos: DataRepos, job: dict[str, Any], folders: dict[str, Path], scratch: Path,
                 out: Path, log: io.StringIO) -> None:
     plan, datum_input = job["plan"], job["plan"]["datum_input"]
-    datum_dirs = _restore_datums(job, repos, scratch / "datums")
+    datum_dirs = _restore_datums(repos, job, scratch / "datums")
     for (name, _files), folder in zip(plan["process"], datum_dirs):
         target = make_folder_inside(out, name)
         _invoke(job["step"], {**folders, datum_input: folder}, target, job["params"], log)
@@ -236,7 +236,7 @@ def _run_and_commit(repos: DataRepos, job: dict[str, Any], scratch: Path,
                                                 len(plan.get("removed", [])))
 
 
-def _restore_datums(job: dict[str, Any], repos: DataRepos, root: Path) -> list[Path]:
+def _restore_datums(repos: DataRepos, job: dict[str, Any], root: Path) -> list[Path]:
     """Check out each datum's files into its own folder (one batch for all of them), from the
     stored contents the plan names (no manifest to read)."""
     plan = job["plan"]
