@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 import yaml
 
 from threadline.errors import InvalidArgument
-from threadline.prep.arrays import arrow_mask, numpy_filled
+from threadline.prep.arrays import arrow_mask, arrow_scalar, numpy_filled
 from threadline.prep.formats import check_document
 from threadline.prep.hashing import HashSet, column_hash, null_mask
 
@@ -217,7 +217,7 @@ class ColumnRules:
                 return pa.scalar(value, type=dtype)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(value)
-            return pa.scalar(value)
+            return arrow_scalar(value)
         except (TypeError, ValueError, pa.ArrowException) as exc:
             wanted = "a string" if _text(dtype) else "a number" if not pa.types.is_temporal(dtype) else (
                 "an ISO date or timestamp")
@@ -754,7 +754,7 @@ def _cast(arr: pa.Array, dtype: pa.DataType) -> tuple[pa.Array, Mask]:
             else:
                 mid = (lo + hi) // 2
                 stack += [(lo, mid), (mid, hi)]
-    cleaned = pc.if_else(pa.array(bad), pa.scalar(None, type=arr.type), arr)
+    cleaned = pc.if_else(arrow_mask(bad), arrow_scalar(None, arr.type), arr)
     return pc.cast(cleaned, dtype, safe=True), bad
 
 
