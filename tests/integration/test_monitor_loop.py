@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from threadline.data.repos import DataRepos
 
 FEATURES = ["x0", "x1", "x2"]
+#: These tests check moves decided on accuracy. The canary guard also compares p95 latencies,
+#: and here both are a fraction of a millisecond that varies more than 3x from pass to pass
+#: on a shared machine: a latency verdict would make them flaky (or pass for the wrong reason).
+ACCURACY_ONLY = {"max_latency_ratio": 1e6}
 RETRAIN = '''
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -164,7 +168,7 @@ def test_drift_falls_back_retrains_and_promotes_with_no_failed_request(
     monitor.set_policy("live", {"on_drift": ["fallback", "retrain"], "key_columns": ["x0"],
                                 "retrain": {"module": "retrain_m", "canary_percent": 50},
                                 "canary": {"min_requests": 50, "promote_after": 1,
-                                           "max_accuracy_drop": 0.1},
+                                           "max_accuracy_drop": 0.1, **ACCURACY_ONLY},
                                 "alerts": [{"name": "drift", "metric": "drift.share", "op": "above",
                                             "threshold": 0.2}]})
     traffic = Traffic(server.url)
@@ -224,7 +228,7 @@ def test_drift_falls_back_retrains_and_promotes_with_no_failed_request(
 def test_canary_guard_rolls_a_bad_challenger_back(live: tuple[Running, Monitor, Deployments],
                                                   registry: ModelRegistry) -> None:
     server, monitor, deployments = live
-    monitor.set_policy("live", {"canary": {"min_requests": 50, "promote_after": 2}})
+    monitor.set_policy("live", {"canary": {"min_requests": 50, "promote_after": 2, **ACCURACY_ONLY}})
     deployments.set_canary("live", "m@3", 50)  # trained on flipped labels
     traffic = Traffic(server.url)
     traffic.send(*_data(300, 4))
@@ -306,7 +310,8 @@ def test_a_challenger_is_shadowed_then_canaried_then_promoted(
     server, monitor, deployments = live
     monitor.set_policy("live", {"on_drift": ["fallback", "retrain"], "key_columns": ["x0"],
                                 "retrain": {"module": "retrain_m", "stage": "shadow", "canary_percent": 50},
-                                "canary": {"min_requests": 50, "promote_after": 1, "max_accuracy_drop": 0.1}})
+                                "canary": {"min_requests": 50, "promote_after": 1, "max_accuracy_drop": 0.1,
+                                           **ACCURACY_ONLY}})
     traffic = Traffic(server.url)
     traffic.send(*_data(400, 5, shift=2.5))
     _logged(registry, 400)
@@ -321,7 +326,7 @@ def test_a_challenger_is_shadowed_then_canaried_then_promoted(
     _logged(registry, 400 + 300 + 300)  # the primary's rows and the shadow's copies
     shadowed = monitor.run_once("live")
     assert shadowed.check.shadows["m/4"]["accuracy"]["labelled_rows"] == 300
-    assert [a["action"] for a in shadowed.actions] == ["canary"]
+    assert [a["action"] for a in shadowed.actions] == ["canary"], shadowed.actions
     routes = {(r.model, r.mode) for r in deployments.get("live").spec.routes}
     assert routes == {("m@fallback", "primary"), ("m@4", "canary")}
     _applied(server, deployments)
