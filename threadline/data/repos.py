@@ -9,6 +9,7 @@ the transaction itself is all-or-nothing.
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -31,10 +32,12 @@ from threadline.errors import (
     InvalidArgument,
     NotFound,
     StorageError,
+    ThreadlineError,
 )
 from threadline.lineage.graph import Edge, Node, add_edges
 from threadline.meta.db import hex_prefix
 from threadline.meta.models import CommitRow, RefLogRow, RefRow, RepoRow
+from threadline.storage.repack import merge_small_packs
 
 if TYPE_CHECKING:
     import builtins
@@ -50,6 +53,10 @@ if TYPE_CHECKING:
 
 COMMIT_KIND = "data_commit"
 MIN_PREFIX = 4
+#: manifests of recent commits kept decoded in memory (a watching pipeline re-reads the last)
+MANIFESTS_KEPT = 8
+
+log = logging.getLogger(__name__)
 
 
 def commit_node(commit_id: str) -> Node:
@@ -217,11 +224,15 @@ class DataRepos:
         cached = self._manifests.get(commit.manifest)
         if cached is None:
             cached = Manifest.decode(self.content.get(commit.manifest), commit.manifest)
-            self._manifests[commit.manifest] = cached
-            while len(self._manifests) > 8:
-                self._manifests.popitem(last=False)
-        self._manifests.move_to_end(commit.manifest)
+        self._keep_manifest(commit.manifest, cached)
         return cached
+
+    def _keep_manifest(self, key: str, manifest: Manifest) -> None:
+        """Keep `manifest` as the most recently used of the few held in memory."""
+        self._manifests[key] = manifest
+        self._manifests.move_to_end(key)
+        while len(self._manifests) > MANIFESTS_KEPT:
+            self._manifests.popitem(last=False)
 
     # ---------------------------------------------------------------- commit
     def commit(
@@ -315,8 +326,17 @@ class DataRepos:
                               manifest.total_bytes)
             self._publish(target.repo, target.branch, head.id if head else None, info, produced_by,
                           derived_from)
-            self._manifests[manifest_key] = manifest
+            self._keep_manifest(manifest_key, manifest)
+            self._merge_small_packs()
             return CommitResult(info, True, target.branch)
+
+    def _merge_small_packs(self) -> None:
+        """Keep the pack count bounded (see `storage.repack`); the commit is published already,
+        so a merge that fails is only logged, and the next commit tries again."""
+        try:
+            merge_small_packs(self.content)
+        except (ThreadlineError, OSError) as exc:
+            log.warning("could not merge small packs (the commit is safe): %s", exc)
 
     def _publish(
         self, repo: RepoRow, branch: str, expected: str | None, info: CommitInfo,

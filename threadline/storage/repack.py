@@ -1,10 +1,19 @@
-"""Garbage collection of packs: drop unreachable objects, keep everything else byte-identical.
+"""Rewriting packs: garbage collection, and merging the small packs that commits leave behind.
 
-The caller computes reachability (only it knows the roots) and holds the store lock
-exclusively. A pack is left alone if all of it is live or if it is younger than the grace
-period (a writer elsewhere may be about to reference it); a pack with nothing live is deleted;
-a mixed pack has its live objects copied - still compressed, still verified - into a new pack,
-which is published before the old one is removed, so a crash at any point loses nothing live.
+Garbage collection drops unreachable objects and keeps everything else byte-identical. The
+caller computes reachability (only it knows the roots) and holds the store lock exclusively.
+A pack is left alone if all of it is live or if it is younger than the grace period (a writer
+elsewhere may be about to reference it); a pack with nothing live is deleted; a mixed pack
+has its live objects copied - still compressed, still verified - into a new pack, which is
+published before the old one is removed, so a crash at any point loses nothing live.
+
+Every commit publishes a pack of its own, and every look-up searches each pack's index, so a
+store that takes a commit a minute (a pipeline that watches a branch) would get slower all
+day. `merge_small_packs` copies the small packs into one once there are more than
+`AUTO_PACK_LIMIT` of them (git merges its packs the same way, past `gc.autoPackLimit`). It
+deletes nothing it has not copied into a published pack first, so it needs only the store
+lock shared: readers that still know an old pack find it gone, re-read the indexes and retry
+(`ContentStore.read_many`), and two processes merging at once at worst both publish a copy.
 """
 
 from __future__ import annotations
@@ -14,6 +23,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from threadline.storage.packs import PACK_PREFIX, PackWriter, full_key, index_key, pack_key
+
+#: a commit merges the small packs once there are more than this many
+AUTO_PACK_LIMIT = 16
+#: packs up to this size count as small; larger ones are never copied by a merge
+SMALL_PACK_BYTES = 8 << 20
 
 if TYPE_CHECKING:
     from collections.abc import Set
@@ -96,3 +110,46 @@ def execute_repack(store: ContentStore, plan: RepackPlan) -> None:
         store.objects.delete_many([index_key(name), pack_key(name)])
     store.objects.delete_many(plan.orphans)
     store.refresh()
+
+
+def small_packs(store: ContentStore) -> list[str]:
+    """Ids of the packs holding at most `SMALL_PACK_BYTES`, smallest first."""
+    sizes = []
+    for name in store.packs.names():
+        entries = store.packs.entries(name)
+        end = int((entries["offset"] + entries["stored"]).max()) if len(entries) else 0
+        if end <= SMALL_PACK_BYTES:
+            sizes.append((end, name))
+    return [name for _, name in sorted(sizes)]
+
+
+def merge_small_packs(store: ContentStore, limit: int = AUTO_PACK_LIMIT) -> list[str]:
+    """If more than `limit` packs are small, copy their objects into one pack, publish it, then
+    delete them; return the ids of the packs published (none if there was nothing to do).
+
+    The caller holds the store lock shared (garbage collection must not run meanwhile). A pack
+    another process deleted first (it was merging too) makes this merge give up unpublished.
+    """
+    names = small_packs(store)
+    if len(names) <= limit:
+        return []
+    writer = PackWriter(store.objects, store.packs)
+    try:
+        for name in names:
+            entries = store.packs.entries(name)
+            if not len(entries):
+                continue
+            end = int((entries["offset"] + entries["stored"]).max())
+            (blob,) = store.objects.read_ranges(pack_key(name), [(0, end)])
+            for key, offset, stored, raw, codec in zip(
+                entries["key"].tolist(), entries["offset"].tolist(), entries["stored"].tolist(),
+                entries["raw"].tolist(), entries["codec"].tolist(),
+            ):
+                writer.add(full_key(key), raw, codec, blob[offset : offset + stored])
+        published = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    store.objects.delete_many([key for name in names for key in (index_key(name), pack_key(name))])
+    store.refresh()
+    return published

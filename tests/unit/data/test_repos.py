@@ -741,3 +741,40 @@ def test_commit_places_entries_of_another_commit_without_reading_them(
     with pytest.raises(IntegrityError, match="not in the store"):
         home.commit("dst", [], "bogus", entries=[bogus], allow_empty=True)
     assert home.log("dst")[0].id == result.commit.id  # nothing was committed
+
+
+def test_commits_keep_the_pack_count_bounded_and_every_commit_readable(
+    home: DataRepos, make_tree: MakeTree, tmp_path: Path
+) -> None:
+    from threadline.data.verify import verify
+    from threadline.storage.repack import AUTO_PACK_LIMIT
+
+    home.create("r")
+    commits = []
+    for i in range(3 * AUTO_PACK_LIMIT):  # every commit publishes a pack of its own
+        src = make_tree(f"s{i}", {f"f{i}": f"content {i}".encode(), "same": b"in every commit"})
+        commits.append(home.commit("r", [src], f"commit {i}", update=True).commit)
+        assert len(home.content.packs.names()) <= AUTO_PACK_LIMIT + 1
+    packs = {i.key for i in home.content.objects.list(PACK_PREFIX) if i.key.endswith(".pack")}
+    assert len(packs) == len(home.content.packs.names()) <= AUTO_PACK_LIMIT + 1
+    for i in (0, AUTO_PACK_LIMIT, len(commits) - 1):
+        out = tmp_path / f"out{i}"
+        checkout(home, f"r@{commits[i].id}", out)
+        assert sorted(p.name for p in out.iterdir()) == sorted([*(f"f{j}" for j in range(i + 1)), "same"])
+        assert (out / f"f{i}").read_bytes() == f"content {i}".encode()
+    assert verify(home).ok
+
+
+def test_a_long_lived_home_keeps_only_a_few_manifests_in_memory(
+    home: DataRepos, make_tree: MakeTree
+) -> None:
+    from threadline.data.repos import MANIFESTS_KEPT
+
+    home.create("r")
+    commits = [home.commit("r", [make_tree(f"s{i}", {"f": str(i).encode()})], f"c{i}").commit
+               for i in range(MANIFESTS_KEPT + 5)]
+    assert len(home._manifests) == MANIFESTS_KEPT
+    assert list(home._manifests) == [c.manifest for c in commits[-MANIFESTS_KEPT:]]
+    assert [e.key for e in home.manifest(commits[0])] == [hash_bytes(b"0").hex()]
+    assert next(reversed(home._manifests)) == commits[0].manifest  # read again: now the newest
+    assert len(home._manifests) == MANIFESTS_KEPT

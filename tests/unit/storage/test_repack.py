@@ -1,4 +1,5 @@
-"""Repacking for gc: nothing reachable is ever deleted, and the plan is the same dry or real."""
+"""Repacking for gc: nothing reachable is ever deleted, and the plan is the same dry or real;
+merging small packs: every object is still there, for this process and for others."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from threadline.errors import NotFound
+from threadline.storage import repack
 from threadline.storage.cas import ContentStore, hash_bytes
 from threadline.storage.local import LocalObjectStore
 from threadline.storage.packs import PACK_PREFIX, full_key, index_key, pack_key
-from threadline.storage.repack import execute_repack, plan_repack
+from threadline.storage.repack import execute_repack, merge_small_packs, plan_repack, small_packs
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -171,3 +173,56 @@ def test_orphan_pack_without_index_is_removed_after_grace(content: ContentStore)
     execute_repack(content, plan)
     assert content.objects.exists_many([pack_key("0" * 64), pack_key("1" * 64)]) == {pack_key("0" * 64)}
     assert content.get(_key("a").hex()) == _blob("a")
+
+
+def _pack_files(content: ContentStore) -> set[str]:
+    return {info.key for info in content.objects.list(PACK_PREFIX)}
+
+
+def test_small_packs_are_merged_into_one_past_the_limit(content: ContentStore) -> None:
+    names = [f"obj{i}" for i in range(6)]
+    packs = [_write_pack(content, name, "shared") if i < 2 else _write_pack(content, name)
+             for i, name in enumerate(names)]
+    assert merge_small_packs(content, limit=6) == []  # not past the limit: nothing is copied
+    assert set(content.packs.names()) == set(packs)
+    stale = ContentStore(LocalObjectStore(content.objects.root), workers=1)  # type: ignore[attr-defined]
+    try:
+        (merged,) = merge_small_packs(content, limit=5)
+        assert content.packs.names() == [merged]
+        assert _pack_files(content) == {index_key(merged), pack_key(merged)}
+        assert _pack_keys(content, merged) == {_key(n) for n in [*names, "shared"]}
+        keys = [_key(n) for n in [*names, "shared"]]
+        assert content.read_many(keys) == [_blob(n) for n in [*names, "shared"]]
+        # a process that loaded the old indexes finds them gone, re-reads and gets the same bytes
+        assert stale.packs.names() == sorted(packs)
+        assert stale.read_many(keys) == [_blob(n) for n in [*names, "shared"]]
+        assert stale.packs.names() == [merged]
+    finally:
+        stale.close()
+
+
+def test_a_merge_racing_another_gives_up_without_losing_anything(content: ContentStore) -> None:
+    packs = [_write_pack(content, f"obj{i}") for i in range(4)]
+    other = ContentStore(LocalObjectStore(content.objects.root), workers=1)  # type: ignore[attr-defined]
+    try:
+        (merged,) = merge_small_packs(other, limit=3)  # another process merged first
+        with pytest.raises(NotFound):
+            merge_small_packs(content, limit=3)  # still knows the old packs: reading one fails
+        content.refresh()
+        assert content.packs.names() == [merged]
+        assert _pack_files(content) == {index_key(merged), pack_key(merged)}  # no half-made pack
+        assert content.read_many([_key(f"obj{i}") for i in range(4)]) == [_blob(f"obj{i}") for i in range(4)]
+        assert not set(packs) & set(content.packs.names())
+    finally:
+        other.close()
+
+
+def test_large_packs_are_never_copied(content: ContentStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = _write_pack(content, "big1", "big2")  # two 5,000-byte objects
+    small = [_write_pack(content, f"s{i}") for i in range(3)]
+    monkeypatch.setattr(repack, "SMALL_PACK_BYTES", 6000)
+    assert small_packs(content) == sorted(small, key=lambda p: (
+        int(content.packs.entries(p)["stored"].sum()), p))
+    (merged,) = merge_small_packs(content, limit=2)
+    assert set(content.packs.names()) == {big, merged}
+    assert _pack_keys(content, big) == {_key("big1"), _key("big2")}
