@@ -250,6 +250,7 @@ class DataRepos:
         progress: Callable[[int], None] | None = None,
         author: str | None = None,
         entries: Sequence[FileEntry] = (),
+        stat_cache: bool = True,
     ) -> CommitResult:
         """Commit local files onto a branch.
 
@@ -270,6 +271,8 @@ class DataRepos:
             entries: files already in the store (entries of another commit's manifest), placed
                 at their paths without reading or copying any data; a file of `paths` at the
                 same path wins. Refused with IntegrityError if an entry's object is missing.
+            stat_cache: consult and update the stat cache; False for a throwaway folder (a
+                pipeline step's scratch output), whose paths would only grow the cache.
         """
         spec = parse_ref(ref)
         if spec.back or spec.path is not None:
@@ -296,7 +299,7 @@ class DataRepos:
                     f"`threadline data branch {spec.repo} NAME --from {ref}`"
                 )
             head = target.commit
-            cache = StatCache(self.stat_cache_path)
+            cache = StatCache(self.stat_cache_path) if stat_cache else None
             try:
                 with self.content.writer() as writer:
                     manifest = build_manifest(files, writer, cache, progress)
@@ -309,7 +312,8 @@ class DataRepos:
                         manifest = Manifest([*kept, *manifest])
                     manifest_key = writer.put_blob(manifest.encode())
             finally:
-                cache.close()
+                if cache is not None:
+                    cache.close()
             if head is not None and head.manifest == manifest_key and not allow_empty:
                 return CommitResult(head, False, target.branch)
             created = datetime.now(UTC)

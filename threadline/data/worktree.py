@@ -112,12 +112,16 @@ def _row_count(local: LocalFile, lines: int | None) -> int | None:
 def build_manifest(
     files: Sequence[LocalFile],
     writer: ContentWriter,
-    cache: StatCache,
+    cache: StatCache | None,
     progress: Callable[[int], None] | None = None,
 ) -> Manifest:
-    """Store the files' contents (skipping those the stat cache vouches for) into a manifest."""
+    """Store the files' contents (skipping those the stat cache vouches for) into a manifest.
+
+    Without a cache every file is read, and nothing is remembered: for a throwaway folder,
+    whose paths never come back.
+    """
     abs_paths = [f.source for f in files]
-    cached = cache.lookup(abs_paths)
+    cached = cache.lookup(abs_paths) if cache is not None else {}
     hits: dict[int, tuple[str, int, int | None]] = {}
     for i, local in enumerate(files):
         hit = cached.get(abs_paths[i])
@@ -151,5 +155,6 @@ def build_manifest(
             entries[i] = FileEntry(local.rel, sf.key, sf.size, sf.chunks, executable, rows)
             if not is_racy(local.st, local.scanned_at) and sf.size == local.st.st_size:
                 updates.append((abs_paths[i], _fingerprint(local.st), (sf.key, sf.chunks, rows)))
-        cache.update(updates)
+        if cache is not None:
+            cache.update(updates)
     return Manifest(e for e in entries if e is not None)

@@ -39,7 +39,6 @@ from threadline.data.connect import connect
 from threadline.data.manifest import FileEntry
 from threadline.data.paths import make_folder_inside
 from threadline.data.repos import commit_node
-from threadline.data.statcache import StatCache
 from threadline.data.worktree import build_manifest, scan
 from threadline.errors import InvalidArgument, ThreadlineError
 from threadline.lineage.graph import LineageGraph, Node
@@ -118,13 +117,8 @@ def process_datums(job: dict[str, Any]) -> dict[str, Any]:
         with job_environment(job):
             _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
         files = scan([out])
-        with repos.lock.shared():
-            cache = StatCache(repos.stat_cache_path)
-            try:
-                with repos.content.writer() as writer:
-                    manifest = build_manifest(files, writer, cache)
-            finally:
-                cache.close()
+        with repos.lock.shared(), repos.content.writer() as writer:
+            manifest = build_manifest(files, writer, None)  # scratch paths: no stat cache
         entries = [[e.path, e.key, e.size, e.chunks, e.executable, e.rows] for e in manifest]
         return {"entries": entries, "log": log.getvalue()[-LOG_TAIL:]}
 
@@ -308,7 +302,7 @@ def _commit(repos: DataRepos, job: dict[str, Any], out: Path, produced: list[Fil
     result = repos.commit(
         into, [out], f"pipeline {job['pipeline']} step {step['name']} (run {job['run_id'][:8]})",
         metadata=job["metadata"], update=update, produced_by=Node(RUN_KIND, job["run_id"]),
-        derived_from=derived, allow_empty=True, entries=entries,
+        derived_from=derived, allow_empty=True, entries=entries, stat_cache=False,
     )
     return result.commit.id
 

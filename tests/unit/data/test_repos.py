@@ -706,6 +706,28 @@ def test_stat_cache_skips_unchanged_files_and_rehashes_edits(
     assert read == []
 
 
+def test_a_commit_without_the_stat_cache_neither_reads_nor_grows_it(
+    home: DataRepos, make_tree: MakeTree
+) -> None:
+    from threadline.data.statcache import StatCache
+
+    home.create("r")
+    scratch = make_tree("scratch", {"a": b"aaaa", "b/c": b"cc"})
+    hour_ago = os.stat(scratch / "a").st_mtime_ns - 3600 * 10**9
+    for name in ("a", "b/c"):  # old enough that a commit with the cache would remember them
+        os.utime(scratch / name, ns=(hour_ago, hour_ago))
+    paths = [str(scratch / "a"), str(scratch / "b" / "c")]
+    result = home.commit("r", [scratch], "from a throwaway folder", stat_cache=False)
+    assert result.commit.file_count == 2
+    cache = StatCache(home.stat_cache_path)
+    try:
+        assert cache.lookup(paths) == {}
+        home.commit("r", [scratch], "again, with the cache", allow_empty=True)
+        assert set(cache.lookup(paths)) == set(paths)
+    finally:
+        cache.close()
+
+
 def test_commit_places_entries_of_another_commit_without_reading_them(
     home: DataRepos, make_tree: MakeTree, monkeypatch: pytest.MonkeyPatch
 ) -> None:
