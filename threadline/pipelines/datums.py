@@ -55,17 +55,33 @@ def split(entries: Iterable[FileEntry], base: str, spec: DatumSpec) -> dict[str,
             name = "/".join(parts[: spec.depth])
         groups.setdefault(name, []).append(entry)
     out: dict[str, Datum] = {}
+    if len(_FILE_KEYS) > _FILE_KEYS_MAX:
+        _FILE_KEYS.clear()
     for name, group in groups.items():
         if len(group) == 1:  # the usual datum, a file: the same key, without a sort and a loop
             (entry,) = group
-            line = f"{entry.path[strip:]}\0{entry.key}\0{int(entry.executable)}\n"
-            out[name] = Datum(name, (entry.path,), blake3.blake3(line.encode()).hexdigest())
+            out[name] = Datum(name, (entry.path,), _file_key(entry.path[strip:], entry.key,
+                                                             entry.executable))
             continue
         digest = blake3.blake3()
         for entry in sorted(group, key=lambda e: e.path):
             digest.update(f"{entry.path[strip:]}\0{entry.key}\0{int(entry.executable)}\n".encode())
         out[name] = Datum(name, tuple(sorted(e.path for e in group)), digest.hexdigest())
     return out
+
+
+#: datum keys of one-file datums seen before, by (relative path, content key, executable):
+#: a watching process re-plans a step on every new commit, and most files are the last run's
+_FILE_KEYS: dict[tuple[str, str, bool], str] = {}
+_FILE_KEYS_MAX = 200_000
+
+
+def _file_key(rel: str, key: str, executable: bool) -> str:
+    found = _FILE_KEYS.get((rel, key, executable))
+    if found is None:
+        line = f"{rel}\0{key}\0{int(executable)}\n"
+        found = _FILE_KEYS[rel, key, executable] = blake3.blake3(line.encode()).hexdigest()
+    return found
 
 
 def content_key(datums: dict[str, Datum]) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import blake3
+
 from threadline.data.manifest import FileEntry
 from threadline.pipelines import datums, engine
 from threadline.pipelines.spec import DatumSpec
@@ -46,6 +48,23 @@ def test_split_by_file_glob_and_partition_names_datums_by_path() -> None:
     changed = datums.split([_entry("t/date=1/a.parquet", "other"), *entries[1:]], "t", DatumSpec("partition"))
     assert changed["date=1"].key != parts["date=1"].key
     assert changed["date=2"].key == parts["date=2"].key
+
+
+def test_a_file_datum_key_is_the_same_whether_remembered_or_computed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datums, "_FILE_KEYS", {})
+    entries = [_entry("t/a", "1"), _entry("t/b", "2"), FileEntry("t/c", "3", 1, 1, executable=True)]
+    first = datums.split(entries, "t", DatumSpec("file"))
+    assert first["a"].key == blake3.blake3(b"a\x001\x000\n").hexdigest()
+    assert first["c"].key == blake3.blake3(b"c\x003\x001\n").hexdigest()
+    assert datums.split(entries, "t", DatumSpec("file")) == first  # now from the remembered keys
+    moved = datums.split([_entry("u/a", "1")], "u", DatumSpec("file"))
+    assert moved["a"].key == first["a"].key  # relative paths name datums
+    changed = datums.split([_entry("t/a", "9"), FileEntry("t/c", "3", 1, 1)], "t", DatumSpec("file"))
+    assert changed["a"].key != first["a"].key
+    assert changed["c"].key != first["c"].key  # the executable bit is part of the key
+    monkeypatch.setattr(datums, "_FILE_KEYS_MAX", 1)
+    assert datums.split(entries, "t", DatumSpec("file")) == first  # a full memory is emptied
+    assert len(datums._FILE_KEYS) == 3
 
 
 def test_a_plan_processes_new_and_changed_and_drops_removed() -> None:
