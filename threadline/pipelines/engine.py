@@ -311,12 +311,13 @@ class _Driver:
             result["processed"], result["skipped"], result["removed"])
         self.outputs[plan.step] = (plan.repo, result["commit"])
         # the cache entry is written only now: the commit it names exists
-        self.store.remember(self.spec.name, plan.step, plan.key, plan.parts.base_key(), plan.repo,
-                            result["commit"])
-        self._emit(outcome, status="succeeded", output_commit=result["commit"],
-                   datums_processed=outcome.processed, datums_skipped=outcome.skipped,
-                   datums_removed=outcome.removed, attempts=handle.attempts,
-                   duration_s=outcome.duration_s, log_tail=result["log"], ended_at=datetime.now(UTC))
+        self.store.succeed(self.run_id, self.spec.name, plan.step, key=plan.key,
+                           base_key=plan.parts.base_key(), repo=plan.repo, commit=result["commit"],
+                           datums_processed=outcome.processed, datums_skipped=outcome.skipped,
+                           datums_removed=outcome.removed, attempts=handle.attempts,
+                           duration_s=outcome.duration_s, log_tail=result["log"],
+                           ended_at=datetime.now(UTC))
+        self._emit(outcome)
 
     def _collect_chunk(self, plan: StepPlan, handle: TaskHandle, fan: _FanOut) -> None:
         """One chunk of a fanned-out datum step finished; after the last, commit them all."""

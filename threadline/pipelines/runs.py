@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from threadline.errors import InvalidArgument, NotFound
 from threadline.meta.db import hex_prefix
@@ -25,6 +25,8 @@ from threadline.pipelines.cache import KeyParts
 from threadline.storage.local import pid_alive
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from threadline.meta.db import Database
 
 _STEP_FIELDS = ("status", "reason", "cache_key", "key_parts", "output_repo", "output_commit",
@@ -135,25 +137,42 @@ class RunStore:
 
     def update_step(self, run_id: str, step: str, **values: Any) -> None:
         """Set fields of a step run (see `_STEP_FIELDS`)."""
+        with self.db.session() as session, session.begin():
+            self._update_step(session, run_id, step, values)
+
+    def succeed(self, run_id: str, pipeline: str, step: str, *, key: str, base_key: str, repo: str,
+                commit: str, **values: Any) -> None:
+        """Mark a step run succeeded with `values` and remember key -> output commit, in one
+        transaction: a driver killed here leaves both written or neither."""
+        with self.db.session() as session, session.begin():
+            self._update_step(session, run_id, step, {**values, "status": "succeeded",
+                                                      "output_repo": repo, "output_commit": commit})
+            row = session.get(PipelineCacheRow, (pipeline, step, key))
+            if row is None:
+                session.add(PipelineCacheRow(pipeline=pipeline, step=step, key=key, base_key=base_key,
+                                             output_repo=repo, output_commit=commit,
+                                             created_at=datetime.now(UTC)))
+            else:
+                row.output_commit, row.output_repo = commit, repo
+                row.created_at = datetime.now(UTC)
+
+    @staticmethod
+    def _update_step(session: Session, run_id: str, step: str, values: dict[str, Any]) -> None:
         unknown = set(values) - set(_STEP_FIELDS)
         if unknown:
             raise InvalidArgument(f"unknown step-run fields {sorted(unknown)}")
-        with self.db.session() as session, session.begin():
-            row = session.get(PipelineStepRunRow, (run_id, step))
-            if row is None:
-                raise NotFound(f"run {run_id[:12]} has no step {step!r}")
-            for key, value in values.items():
-                setattr(row, key, value)
+        done = session.execute(update(PipelineStepRunRow).where(
+            PipelineStepRunRow.run_id == run_id, PipelineStepRunRow.step == step).values(values))
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise NotFound(f"run {run_id[:12]} has no step {step!r}")
 
     def finish(self, run_id: str, status: str, error: str = "") -> None:
         """Mark a run ended."""
         with self.db.session() as session, session.begin():
-            row = session.get(PipelineRunRow, run_id)
-            if row is None:
+            done = session.execute(update(PipelineRunRow).where(PipelineRunRow.id == run_id).values(
+                status=status, error=error, ended_at=datetime.now(UTC)))
+            if done.rowcount != 1:  # type: ignore[attr-defined]
                 raise NotFound(f"no pipeline run {run_id}")
-            row.status = status
-            row.error = error
-            row.ended_at = datetime.now(UTC)
 
     def list(self, pipeline: str | None = None, limit: int = 50) -> list[RunInfo]:
         """Runs, newest first."""
@@ -213,15 +232,3 @@ class RunStore:
                 PipelineCacheRow.pipeline == pipeline, PipelineCacheRow.step == step,
                 PipelineCacheRow.base_key == base_key)
                 .order_by(PipelineCacheRow.created_at.desc()).limit(1)).first()
-
-    def remember(self, pipeline: str, step: str, key: str, base_key: str, repo: str, commit: str) -> None:
-        """Record key -> output commit (after the commit exists)."""
-        with self.db.session() as session, session.begin():
-            row = session.get(PipelineCacheRow, (pipeline, step, key))
-            if row is None:
-                session.add(PipelineCacheRow(pipeline=pipeline, step=step, key=key, base_key=base_key,
-                                             output_repo=repo, output_commit=commit,
-                                             created_at=datetime.now(UTC)))
-            else:
-                row.output_commit, row.output_repo = commit, repo
-                row.created_at = datetime.now(UTC)
