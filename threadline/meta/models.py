@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -362,6 +363,8 @@ class PipelineCacheRow(Base):
     output_repo: Mapped[str] = mapped_column(String(100), nullable=False)
     output_commit: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    #: a datum step's datums, name -> key, as zstd-compressed JSON (`pipelines.runs`)
+    datums: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
     __table_args__ = (Index("ix_pipeline_cache_base", "pipeline", "step", "base_key", "created_at"),)
 

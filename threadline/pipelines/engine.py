@@ -313,6 +313,7 @@ class _Driver:
         # the cache entry is written only now: the commit it names exists
         self.store.succeed(self.run_id, self.spec.name, plan.step, key=plan.key,
                            base_key=plan.parts.base_key(), repo=plan.repo, commit=result["commit"],
+                           datums=plan.datums,
                            datums_processed=outcome.processed, datums_skipped=outcome.skipped,
                            datums_removed=outcome.removed, attempts=handle.attempts,
                            duration_s=outcome.duration_s, log_tail=result["log"],

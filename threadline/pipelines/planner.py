@@ -19,6 +19,7 @@ from threadline.errors import NotFound
 from threadline.pipelines import codehash, datums, envhash
 from threadline.pipelines.cache import KeyParts, explain
 from threadline.pipelines.python_api import load_function
+from threadline.pipelines.runs import entry_datums
 
 if TYPE_CHECKING:
     from threadline.config import Settings
@@ -41,6 +42,8 @@ class StepPlan:
     reasons: list[str] = field(default_factory=list)
     job: dict[str, Any] | None = None
     datums_total: int = 0
+    #: a datum step's datums, name -> key, kept with its cache entry once its output exists
+    datums: dict[str, str] | None = None
 
 
 def resolve_refs(repos: DataRepos, pipeline: PipelineSpec) -> dict[str, tuple[CommitInfo, str]]:
@@ -130,7 +133,8 @@ class Planner:
         parts = KeyParts(content, commits, self.code_hash(step), dict(step.params),
                          envhash.fingerprint(), datum_input.name if datum_input else None, extra)
         key = parts.key()
-        plan = StepPlan(step.name, repo, parts, key, datums_total=len(current or {}))
+        plan = StepPlan(step.name, repo, parts, key, datums_total=len(current or {}),
+                        datums={name: d.key for name, d in current.items()} if current is not None else None)
         hit = self.store.cached(self.pipeline.name, step.name, key)
         if hit is not None and self._exists(hit.output_repo, hit.output_commit):
             plan.cached = hit.output_commit
@@ -145,8 +149,7 @@ class Planner:
             "inputs": commits, "cache_key": key,
         }
         if datum_input is not None and current is not None and datum_manifest is not None:
-            dp = self._datum_plan(step, parts.base_key(), current)
-            previous_keys = self._datum_keys(repo, dp.previous) if dp.previous else {}
+            dp, previous_keys = self._datum_plan(step, parts.base_key(), current)
             datum_plan = {
                 "datum_input": datum_input.name, "process": [[d.name, list(d.files)] for d in dp.process],
                 # the files' stored contents, so a worker restores them without reading the manifest
@@ -155,7 +158,7 @@ class Planner:
                 "reuse": dp.reuse, "removed": dp.removed, "previous": dp.previous,
                 "changed": [d.name for d in dp.process if d.name in previous_keys],
             }
-            metadata["datums"] = {name: d.key for name, d in current.items()}
+            metadata["datum_count"] = len(current)
         plan.job = {
             "home": str(self.settings.home), "database_url": self.settings.database_url,
             "store_url": self.settings.store_url, "pipeline": self.pipeline.name,
@@ -191,13 +194,16 @@ class Planner:
 
     def _datum_plan(
         self, step: StepSpec, base_key: str, current: dict[str, datums.Datum]
-    ) -> datums.DatumPlan:
+    ) -> tuple[datums.DatumPlan, dict[str, str]]:
+        """What to process, against the newest output whose unchanged datums can be reused;
+        and that output's datum keys."""
         entry = self.store.latest_with_base(self.pipeline.name, step.name, base_key)
         if entry is None or not self._exists(entry.output_repo, entry.output_commit):
-            return datums.plan(current, None, None)
-        return datums.plan(current, self._datum_keys(entry.output_repo, entry.output_commit),
-                           entry.output_commit)
-
-    def _datum_keys(self, repo: str, commit_id: str) -> dict[str, str]:
-        keys = self._commit(repo, commit_id).metadata.get("datums")
-        return dict(keys) if isinstance(keys, dict) else {}
+            return datums.plan(current, None, None), {}
+        previous = entry_datums(entry)
+        if previous is None:  # an entry of an older version: the keys were commit metadata
+            keys = self._commit(entry.output_repo, entry.output_commit).metadata.get("datums")
+            previous = dict(keys) if isinstance(keys, dict) else None
+        if previous is None:
+            return datums.plan(current, None, None), {}
+        return datums.plan(current, previous, entry.output_commit), previous

@@ -9,6 +9,8 @@ table and is shown as `interrupted` (its pid is gone on this host).
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
 import uuid
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import zstandard
 from sqlalchemy import select, update
 
 from threadline.errors import InvalidArgument, NotFound
@@ -29,9 +32,32 @@ if TYPE_CHECKING:
 
     from threadline.meta.db import Database
 
+log = logging.getLogger(__name__)
+
 _STEP_FIELDS = ("status", "reason", "cache_key", "key_parts", "output_repo", "output_commit",
                 "datums_processed", "datums_skipped", "datums_removed", "attempts", "duration_s",
                 "log_tail", "error", "started_at", "ended_at")
+
+
+def _pack_datums(datums: dict[str, str]) -> bytes:
+    return zstandard.ZstdCompressor().compress(json.dumps(datums, separators=(",", ":")).encode())
+
+
+def entry_datums(entry: PipelineCacheRow) -> dict[str, str] | None:
+    """The datums (name -> key) a cache entry's output was made from; None if not recorded.
+
+    Damaged keys are reported and treated as not recorded: the step then processes every
+    datum again, which is slower but gives the same output.
+    """
+    if entry.datums is None:
+        return None
+    try:
+        value = json.loads(zstandard.ZstdDecompressor().decompress(entry.datums))
+    except (zstandard.ZstdError, ValueError) as exc:
+        log.warning("the datum keys of pipeline %r step %r are damaged (%s); every datum is "
+                    "processed again", entry.pipeline, entry.step, exc)
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -141,9 +167,11 @@ class RunStore:
             self._update_step(session, run_id, step, values)
 
     def succeed(self, run_id: str, pipeline: str, step: str, *, key: str, base_key: str, repo: str,
-                commit: str, **values: Any) -> None:
-        """Mark a step run succeeded with `values` and remember key -> output commit, in one
-        transaction: a driver killed here leaves both written or neither."""
+                commit: str, datums: dict[str, str] | None = None, **values: Any) -> None:
+        """Mark a step run succeeded with `values` and remember key -> output commit (and, for a
+        datum step, the datums it was made from), in one transaction: a driver killed here
+        leaves both written or neither."""
+        packed = _pack_datums(datums) if datums is not None else None
         with self.db.session() as session, session.begin():
             self._update_step(session, run_id, step, {**values, "status": "succeeded",
                                                       "output_repo": repo, "output_commit": commit})
@@ -151,9 +179,9 @@ class RunStore:
             if row is None:
                 session.add(PipelineCacheRow(pipeline=pipeline, step=step, key=key, base_key=base_key,
                                              output_repo=repo, output_commit=commit,
-                                             created_at=datetime.now(UTC)))
+                                             created_at=datetime.now(UTC), datums=packed))
             else:
-                row.output_commit, row.output_repo = commit, repo
+                row.output_commit, row.output_repo, row.datums = commit, repo, packed
                 row.created_at = datetime.now(UTC)
 
     @staticmethod

@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import blake3
+from sqlalchemy import select
 
 from threadline.data.manifest import FileEntry
-from threadline.pipelines import datums, engine
+from threadline.meta.models import CommitRow, PipelineCacheRow
+from threadline.pipelines import datums, engine, runs
 from threadline.pipelines.spec import DatumSpec
 
 if TYPE_CHECKING:
@@ -114,6 +116,46 @@ def test_adding_removing_and_changing_datums_processes_exactly_those(project: Pr
     fresh = project.run(spec).steps["measure"]
     assert (fresh.processed, fresh.skipped) == (1009, 0)
     assert project.tree("dat-measure") == kept
+
+
+def test_datum_keys_live_with_the_cache_entry_and_older_or_damaged_ones_still_work(
+    project: Project,
+) -> None:
+    files = _files(20)
+    project.commit("raw", files)
+    spec = project.module("dat_steps", STEPS.format(source="raw@main", datums="file")).pipe.spec()
+    project.run(spec)
+    output = project.repos.resolve("dat-measure@main").require_commit()
+    assert output.metadata["datum_count"] == 20  # the keys themselves are not in the commit
+    with project.repos.db.session() as session:
+        (entry,) = session.scalars(select(PipelineCacheRow).where(PipelineCacheRow.step == "measure"))
+        keys = runs.entry_datums(entry)
+    assert keys is not None
+    assert sorted(keys) == sorted(files)
+
+    def added(n: int) -> tuple[int, int]:
+        files.update(_files(1, start=n))
+        project.commit("raw", files)
+        step = project.run(spec).steps["measure"]
+        return step.processed, step.skipped
+
+    # an entry written before the keys moved: they are read from its commit's metadata
+    with project.repos.db.session() as session, session.begin():
+        for row in session.scalars(select(PipelineCacheRow)):
+            row.datums = None
+        commit = session.get(CommitRow, project.repos.resolve("dat-measure@main").require_commit().id)
+        assert commit is not None
+        commit.meta = {**commit.meta, "datums": keys}
+    assert added(20) == (1, 20)
+    # damaged keys: every datum is processed again, and the output is the same
+    with project.repos.db.session() as session, session.begin():
+        for row in session.scalars(select(PipelineCacheRow)):
+            row.datums = b"not zstd"
+    before = project.tree("dat-measure")
+    assert added(21) == (22, 0)
+    tree = project.tree("dat-measure")
+    assert {p: k for p, k in tree.items() if not p.startswith("f0021.txt/")} == before
+    assert added(22) == (1, 22)  # the keys were written again
 
 
 def test_a_parameter_change_reprocesses_every_datum(project: Project) -> None:
