@@ -93,7 +93,7 @@ class Planner:
         """The step's code hash (computed once per run)."""
         if step.name not in self._code:
             if step.kind == "python":
-                value = codehash.function_hash(load_function(step.target)[0])
+                value = codehash.function_hash(load_function(step.target, fresh=True)[0])
             elif step.kind == "command":
                 value = codehash.command_hash(step.argv, self.base)
             else:

@@ -27,10 +27,12 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
 from threadline.errors import InvalidArgument, NotFound
+from threadline.pipelines import reload
 from threadline.pipelines.spec import InputSpec, PipelineSpec, Resources, StepSpec, build
 
 if TYPE_CHECKING:
@@ -186,10 +188,19 @@ def find_pipelines(module_name: str) -> dict[str, PipelineSpec]:
     return found
 
 
-def load_function(target: str) -> tuple[Callable[..., Any], str]:
-    """Import `module:qualname` of a step; returns the plain function and its Output argument."""
+def load_function(target: str, *, fresh: bool = False) -> tuple[Callable[..., Any], str]:
+    """Import `module:qualname` of a step; returns the plain function and its Output argument.
+
+    With `fresh`, modules of the step's project whose files changed since this process imported
+    them are imported again first (`reload.py`): once per run or job, not per datum.
+    """
     module_name, _, qualname = target.partition(":")
+    if fresh:
+        reload.forget_changed(module_name)
+    imported = module_name in sys.modules
     obj: Any = importlib.import_module(module_name)
+    if not imported:
+        reload.remember_imports()
     for part in qualname.split("."):
         obj = getattr(obj, part)
     fn = obj.fn if isinstance(obj, StepFunction) else obj

@@ -47,7 +47,7 @@ from threadline.pipelines.yaml_spec import render
 from threadline.storage.files import restore_files
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from threadline.data.repos import DataRepos
 
@@ -94,6 +94,8 @@ def execute_step(job: dict[str, Any]) -> dict[str, Any]:
         if job["step"]["kind"] == "builtin":
             commit_id, counts = _run_builtin(repos, job), (1, 0, 0)
         else:
+            if job["step"]["kind"] == "python":
+                _load_step(job["step"], fresh=True)
             with job_environment(job):
                 commit_id, counts = _run_and_commit(repos, job, scratch, log)
         return {"commit": commit_id, "processed": counts[0], "skipped": counts[1],
@@ -114,6 +116,8 @@ def process_datums(job: dict[str, Any]) -> dict[str, Any]:
         log = io.StringIO()
         out = scratch / "out"
         out.mkdir()
+        if job["step"]["kind"] == "python":
+            _load_step(job["step"], fresh=True)
         with job_environment(job):
             _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
         files = scan([out])
@@ -254,16 +258,22 @@ def _restore_datums(repos: DataRepos, job: dict[str, Any], root: Path) -> list[P
     return folders
 
 
+def _load_step(step: dict[str, Any], *, fresh: bool = False) -> tuple[Callable[..., Any], str]:
+    """The step's function (`fresh`: its project's modules re-imported if their files changed
+    since this long-lived worker imported them - once a job, not once a datum)."""
+    # The driver's project folder, where it exists here; on another machine of a Ray cluster
+    # the project arrives as the job's working directory instead (already on sys.path), and a
+    # missing driver path must not shadow it.
+    if step.get("path") and step["path"] not in sys.path and os.path.isdir(step["path"]):
+        sys.path.insert(0, step["path"])
+    return load_function(step["target"], fresh=fresh)
+
+
 def _invoke(step: dict[str, Any], inputs: dict[str, Path], out: Path, params: dict[str, Any],
             log: io.StringIO) -> None:
     """Run the step's function or command once."""
     if step["kind"] == "python":
-        # The driver's project folder, where it exists here; on another machine of a Ray
-        # cluster the project arrives as the job's working directory instead (already on
-        # sys.path), and a missing driver path must not shadow it.
-        if step.get("path") and step["path"] not in sys.path and os.path.isdir(step["path"]):
-            sys.path.insert(0, step["path"])
-        fn, out_arg = load_function(step["target"])
+        fn, out_arg = _load_step(step)
         kwargs = {**params, **inputs, out_arg: out}
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             fn(**kwargs)
