@@ -251,6 +251,7 @@ class DataRepos:
         author: str | None = None,
         entries: Sequence[FileEntry] = (),
         stat_cache: bool = True,
+        onto: Resolved | None = None,
     ) -> CommitResult:
         """Commit local files onto a branch.
 
@@ -273,6 +274,8 @@ class DataRepos:
                 same path wins. Refused with IntegrityError if an entry's object is missing.
             stat_cache: consult and update the stat cache; False for a throwaway folder (a
                 pipeline step's scratch output), whose paths would only grow the cache.
+            onto: `ref` as the caller resolved it already (saves reading the branch again);
+                a branch that moved since is still refused with Conflict when publishing.
         """
         spec = parse_ref(ref)
         if spec.back or spec.path is not None:
@@ -281,6 +284,9 @@ class DataRepos:
             meta_json = json.loads(json.dumps(metadata or {}))
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(f"commit metadata must be JSON-serialisable: {exc}") from exc
+        if onto is not None and (onto.repo.name, onto.branch) != (
+                spec.repo, spec.rev or onto.repo.default_branch):
+            raise InvalidArgument(f"onto is {onto.spec}, not the branch {ref} being committed to")
         files = scan(list(paths), prefix)
         for entry in entries:
             if normalize_path(entry.path) != entry.path:
@@ -292,7 +298,7 @@ class DataRepos:
                 raise IntegrityError(
                     f"cannot commit {len(missing)} entries whose objects are not in the store "
                     f"(e.g. {sorted(missing)[0][:16]}); pass entries of commits in this home")
-            target = self.resolve(spec)
+            target = onto if onto is not None else self.resolve(spec)
             if target.branch is None:
                 raise InvalidArgument(
                     f"{ref} is not a branch; commit onto a branch or create one with "

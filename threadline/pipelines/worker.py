@@ -300,8 +300,10 @@ def _commit(repos: DataRepos, job: dict[str, Any], out: Path, produced: list[Fil
     previous = plan.get("previous")
     update = False
     entries = list(produced)
+    onto = None
     if previous is not None:
-        head = repos.resolve(into).commit
+        onto = repos.resolve(into)
+        head = onto.commit
         adds_only = not plan["removed"] and not plan["changed"]
         if adds_only and head is not None and head.id == previous:
             update = True  # the head's files are the reused datums' outputs: keep them as entries
@@ -312,7 +314,7 @@ def _commit(repos: DataRepos, job: dict[str, Any], out: Path, produced: list[Fil
     result = repos.commit(
         into, [out], f"pipeline {job['pipeline']} step {step['name']} (run {job['run_id'][:8]})",
         metadata=job["metadata"], update=update, produced_by=Node(RUN_KIND, job["run_id"]),
-        derived_from=derived, allow_empty=True, entries=entries, stat_cache=False,
+        derived_from=derived, allow_empty=True, entries=entries, stat_cache=False, onto=onto,
     )
     return result.commit.id
 

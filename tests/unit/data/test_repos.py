@@ -800,3 +800,21 @@ def test_a_long_lived_home_keeps_only_a_few_manifests_in_memory(
     assert [e.key for e in home.manifest(commits[0])] == [hash_bytes(b"0").hex()]
     assert next(reversed(home._manifests)) == commits[0].manifest  # read again: now the newest
     assert len(home._manifests) == MANIFESTS_KEPT
+
+
+def test_a_commit_onto_a_branch_resolved_earlier_is_still_refused_if_it_moved(
+    home: DataRepos, make_tree: MakeTree
+) -> None:
+    home.create("r")
+    first = home.commit("r", [make_tree("a", {"a": b"1"})], "one").commit
+    onto = home.resolve("r@main")
+    second = home.commit("r", [make_tree("b", {"b": b"2"})], "two", update=True, onto=onto).commit
+    assert second.parents == [first.id]
+    assert sorted(e.path for e in home.manifest(second)) == ["a", "b"]
+    with pytest.raises(Conflict, match="moved"):  # onto still names the first commit as head
+        home.commit("r", [make_tree("c", {"c": b"3"})], "three", onto=onto)
+    assert home.resolve("r@main").commit == second
+    home.branch("r", "side")
+    with pytest.raises(InvalidArgument, match="not the branch r@side"):
+        home.commit("r@side", [make_tree("d", {"d": b"4"})], "four", onto=home.resolve("r@main"))
+
