@@ -161,6 +161,17 @@ class DataRepos:
         with self.db.session() as session:
             return self._repo_info(session, self._repo_row(session, name))
 
+    def exists(self, name: str, commit_id: str | None = None) -> bool:
+        """Whether repo `name` exists (and, given a full `commit_id`, holds that commit): one
+        query, for callers that ask on every run."""
+        if commit_id is None:
+            query = select(RepoRow.id).where(RepoRow.name == name)
+        else:
+            query = (select(CommitRow.id).join(RepoRow, RepoRow.id == CommitRow.repo_id)
+                     .where(CommitRow.id == commit_id, RepoRow.name == name))
+        with self.db.session() as session:
+            return session.scalar(query) is not None
+
     def list(self) -> builtins.list[RepoInfo]:
         """All repos, by name."""
         with self.db.session() as session:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from threadline.compute import Resources, Task, TaskFailed, TaskTimeout, open_executor
-from threadline.errors import AlreadyExists, NotFound, ThreadlineError
+from threadline.errors import AlreadyExists, ThreadlineError
 from threadline.pipelines import WORKER_MODULES
 from threadline.pipelines.planner import Planner
 from threadline.pipelines.runs import RunStore
@@ -153,9 +153,7 @@ def run_pipeline(
 
 
 def _ensure_repo(repos: DataRepos, name: str) -> None:
-    try:
-        repos.get(name)
-    except NotFound:
+    if not repos.exists(name):
         with contextlib.suppress(AlreadyExists):  # a concurrent run created it
             repos.create(name, description="output of a pipeline step")
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from threadline.errors import NotFound
 from threadline.pipelines import codehash, datums, envhash
 from threadline.pipelines.cache import KeyParts, explain
 from threadline.pipelines.python_api import load_function
@@ -186,11 +185,7 @@ class Planner:
         return self._commits[key]
 
     def _exists(self, repo: str, commit_id: str) -> bool:
-        try:
-            self._commit(repo, commit_id)
-        except NotFound:
-            return False
-        return True
+        return (repo, commit_id) in self._commits or self.repos.exists(repo, commit_id)
 
     def _datum_plan(
         self, step: StepSpec, base_key: str, current: dict[str, datums.Datum]

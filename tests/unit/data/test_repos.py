@@ -818,3 +818,13 @@ def test_a_commit_onto_a_branch_resolved_earlier_is_still_refused_if_it_moved(
     with pytest.raises(InvalidArgument, match="not the branch r@side"):
         home.commit("r@side", [make_tree("d", {"d": b"4"})], "four", onto=home.resolve("r@main"))
 
+
+def test_exists_answers_for_repos_and_their_commits(home: DataRepos, make_tree: MakeTree) -> None:
+    home.create("r")
+    home.create("other")
+    commit = home.commit("r", [make_tree("a", {"a": b"1"})], "one").commit
+    assert home.exists("r")
+    assert not home.exists("missing")
+    assert home.exists("r", commit.id)
+    assert not home.exists("other", commit.id)  # the commit is in another repo
+    assert not home.exists("r", commit.id[:12])  # a full id, not a prefix
