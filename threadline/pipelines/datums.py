@@ -38,27 +38,30 @@ class Datum(NamedTuple):
 
 def split(entries: Iterable[FileEntry], base: str, spec: DatumSpec) -> dict[str, Datum]:
     """The datums of the files under in-repo folder `base` (paths relative to it name them)."""
-    groups: dict[str, list[FileEntry]] = {}
     strip = len(base) + 1 if base else 0
-    for entry in entries:
-        rel = entry.path[strip:]
-        if spec.kind == "file":
-            name = rel
-        elif spec.kind == "glob":
-            if not fnmatch.fnmatchcase(rel, spec.pattern):
-                continue
-            name = rel
-        else:
-            parts = rel.split("/")
-            if len(parts) <= spec.depth:  # a file above the partition level is no datum
-                continue
-            name = "/".join(parts[: spec.depth])
-        groups.setdefault(name, []).append(entry)
-    out: dict[str, Datum] = {}
     if len(_FILE_KEYS) > _FILE_KEYS_MAX:
         _FILE_KEYS.clear()
+    if spec.kind in ("file", "glob"):  # a datum per file: no grouping (a watch re-plans often)
+        out: dict[str, Datum] = {}
+        known = _FILE_KEYS.get
+        for entry in entries:
+            rel = entry.path[strip:]
+            if spec.kind == "glob" and not fnmatch.fnmatchcase(rel, spec.pattern):
+                continue
+            key = known((rel, entry.key, entry.executable))
+            if key is None:
+                key = _file_key(rel, entry.key, entry.executable)
+            out[rel] = Datum(rel, (entry.path,), key)
+        return out
+    groups: dict[str, list[FileEntry]] = {}
+    for entry in entries:
+        parts = entry.path[strip:].split("/")
+        if len(parts) <= spec.depth:  # a file above the partition level is no datum
+            continue
+        groups.setdefault("/".join(parts[: spec.depth]), []).append(entry)
+    out = {}
     for name, group in groups.items():
-        if len(group) == 1:  # the usual datum, a file: the same key, without a sort and a loop
+        if len(group) == 1:  # a partition of one file: the same key as that file's datum
             (entry,) = group
             out[name] = Datum(name, (entry.path,), _file_key(entry.path[strip:], entry.key,
                                                              entry.executable))
@@ -86,10 +89,8 @@ def _file_key(rel: str, key: str, executable: bool) -> str:
 
 def content_key(datums: dict[str, Datum]) -> str:
     """One hash over every datum's name and key: the datum input's part of the cache key."""
-    digest = blake3.blake3()
-    for name in sorted(datums):
-        digest.update(f"{name}\0{datums[name].key}\n".encode())
-    return digest.hexdigest()
+    lines = "".join([f"{name}\0{datums[name].key}\n" for name in sorted(datums)])
+    return blake3.blake3(lines.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,13 @@ def plan(
     """Compare this input's datums with those an earlier output was made from (name -> key)."""
     if previous is None or previous_commit is None:
         return DatumPlan(sorted(current.values(), key=lambda d: d.name))
-    process = [d for name, d in sorted(current.items()) if previous.get(name) != d.key]
-    reuse = sorted(name for name, d in current.items() if previous.get(name) == d.key)
-    removed = sorted(set(previous) - set(current))
+    process: list[Datum] = []
+    reuse: list[str] = []
+    for name in sorted(current):
+        datum = current[name]
+        if previous.get(name) == datum.key:
+            reuse.append(name)
+        else:
+            process.append(datum)
+    removed = sorted(previous.keys() - current.keys())
     return DatumPlan(process, reuse, removed, previous_commit)

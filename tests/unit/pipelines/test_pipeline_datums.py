@@ -69,6 +69,11 @@ def test_a_file_datum_key_is_the_same_whether_remembered_or_computed(monkeypatch
     assert len(datums._FILE_KEYS) == 3
 
 
+def test_the_content_key_hashes_the_datums_in_name_order() -> None:
+    both = {"b": datums.Datum("b", ("b",), "k2"), "a": datums.Datum("a", ("a",), "k1")}
+    assert datums.content_key(both) == blake3.blake3(b"a\x00k1\nb\x00k2\n").hexdigest()
+
+
 def test_a_plan_processes_new_and_changed_and_drops_removed() -> None:
     now = datums.split([_entry("a", "1"), _entry("b", "2"), _entry("c", "3")], "", DatumSpec("file"))
     before = {"a": now["a"].key, "b": "old", "gone": "x"}
