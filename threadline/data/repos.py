@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
+    from sqlalchemy import Select
     from sqlalchemy.orm import Session
 
     from threadline.data.manifest import FileEntry
@@ -164,6 +165,7 @@ class DataRepos:
     def exists(self, name: str, commit_id: str | None = None) -> bool:
         """Whether repo `name` exists (and, given a full `commit_id`, holds that commit): one
         query, for callers that ask on every run."""
+        query: Select[Any]
         if commit_id is None:
             query = select(RepoRow.id).where(RepoRow.name == name)
         else:

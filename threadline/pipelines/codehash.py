@@ -24,12 +24,14 @@ import functools
 import importlib.util
 import inspect
 import json
+import os
 import sys
 import sysconfig
 import textwrap
 import types
+import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import blake3
 
@@ -118,8 +120,62 @@ def _names(source: str) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 
+#: a function's hash, with the files it was read from (stamped) and the globals it named:
+#: a watching driver plans every step on every run, and most runs change no code
+_HASHES: weakref.WeakKeyDictionary[Callable[..., Any], tuple[str, list[_Check]]] = (
+    weakref.WeakKeyDictionary())
+
+
+class _Check(NamedTuple):
+    """Something a cached hash depends on: a file's (mtime_ns, size), or a global's value."""
+
+    where: str | dict[str, Any]  # a file path, or the globals of a function
+    name: str
+    value: Any  # the stamp; the value's repr (simple constants); or the value itself
+
+
+def _holds(check: _Check) -> bool:
+    if isinstance(check.where, str):
+        try:
+            info = os.stat(check.where)
+        except OSError:
+            return False
+        return bool((info.st_mtime_ns, info.st_size) == check.value)
+    value = check.where.get(check.name)
+    return bool(value is check.value or (_is_simple(value) and repr(value) == check.value))
+
+
+def _is_simple(value: Any) -> bool:
+    return isinstance(value, _SIMPLE) or (isinstance(value, tuple)
+                                          and all(isinstance(v, _SIMPLE) for v in value))
+
+
 def function_hash(fn: Callable[..., Any]) -> str:
-    """The code hash of a Python step function (see the module docstring)."""
+    """The code hash of a Python step function (see the module docstring).
+
+    Remembered per function while the files it was read from and the globals it names are
+    unchanged.
+    """
+    cached = _HASHES.get(fn)
+    if cached is not None and all(map(_holds, cached[1])):
+        return cached[0]
+    checks: list[_Check] = []
+    value = _function_hash(fn, checks)
+    _HASHES[fn] = (value, checks)
+    return value
+
+
+def _stamp(path: str | Path | None, checks: list[_Check]) -> None:
+    if path is None:
+        return
+    try:
+        info = os.stat(path)
+    except OSError:
+        return
+    checks.append(_Check(str(path), "", (info.st_mtime_ns, info.st_size)))
+
+
+def _function_hash(fn: Callable[..., Any], checks: list[_Check]) -> str:
     root = project_root(fn.__module__)
     parts: dict[str, str] = {}
     modules: dict[str, str] = {}
@@ -130,16 +186,20 @@ def function_hash(fn: Callable[..., Any]) -> str:
         if key in parts:
             continue
         try:
+            _stamp(inspect.getsourcefile(current), checks)
             source = inspect.getsource(current)
         except (OSError, TypeError):
             source = repr(current)
         parts[key] = source
+        names = getattr(current, "__globals__", {})
         for name in sorted(_names(source)):
-            value = getattr(current, "__globals__", {}).get(name)
-            if isinstance(value, _SIMPLE) or (isinstance(value, tuple)
-                                              and all(isinstance(v, _SIMPLE) for v in value)):
+            value = names.get(name)
+            if _is_simple(value):
                 parts[f"{key}#{name}"] = repr(value)
-            elif isinstance(value, types.ModuleType):
+                checks.append(_Check(names, name, repr(value)))
+                continue
+            checks.append(_Check(names, name, value))
+            if isinstance(value, types.ModuleType):
                 if root is not None:
                     modules.update(module_closure(value.__name__, root))
             elif callable(value) and hasattr(value, "__module__"):
@@ -150,6 +210,8 @@ def function_hash(fn: Callable[..., Any]) -> str:
                 elif root is not None and getattr(target, "__module__", None):
                     modules.update(module_closure(target.__module__, root))
     modules.pop(fn.__module__, None)  # its own module counts function by function
+    for name in modules:
+        _stamp(_module_file(name), checks)
     return _digest({"functions": parts, "modules": modules})
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
 
+from threadline.pipelines import codehash
 from threadline.pipelines.codehash import command_hash, function_hash, project_root
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pytest
     from pipeline_helpers import Project
 
 STEPS = """
@@ -91,3 +95,37 @@ def test_a_command_hash_covers_the_files_it_names(tmp_path: Path) -> None:
     changed = command_hash(argv, tmp_path)
     assert command_hash(argv, tmp_path) == changed
     assert command_hash((*argv[:-1], "--flag"), tmp_path) != changed
+
+
+def test_a_remembered_hash_follows_files_and_globals_changed_since(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _base(project)
+    mod = project.module("pkg.steps", STEPS.format(limit=3, bump=1, unrelated=0))
+    fn = mod.features.fn
+    first = function_hash(fn)
+    computed: list[object] = []
+    real = codehash._function_hash
+    monkeypatch.setattr(codehash, "_function_hash", lambda f, c: computed.append(f) or real(f, c))
+    assert function_hash(fn) == first
+    assert computed == []  # remembered: nothing changed
+
+    mod.LIMIT = 4  # a constant it names, changed at run time
+    assert function_hash(fn) != first
+    mod.LIMIT = 3
+    assert function_hash(fn) == first
+    mod.local_helper = lambda x: x  # a function it calls, rebound
+    assert function_hash(fn) != first
+    mod.local_helper = mod.unrelated
+    project.module("pkg.steps", STEPS.format(limit=3, bump=1, unrelated=0))  # back as it was
+    fn = sys.modules["pkg.steps"].features.fn
+    assert function_hash(fn) == first
+
+    helpers = project.root / "pkg" / "helpers.py"  # a module it reaches, edited on disk only
+    before = helpers.stat()
+    helpers.write_text(helpers.read_text().replace("deep.twice(x)", "deep.twice(x) - 1"))
+    if helpers.stat().st_mtime_ns == before.st_mtime_ns:
+        os.utime(helpers, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    computed.clear()
+    assert function_hash(fn) != first
+    assert computed == [fn]
