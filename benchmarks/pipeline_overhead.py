@@ -18,6 +18,7 @@ watch` makes them; the first of them is printed too. A CLI invocation adds the i
 (about a second) on top; the script prints that too, for one cached run.
 
     .venv/bin/python benchmarks/pipeline_overhead.py --repeat 3
+    .venv/bin/python benchmarks/pipeline_overhead.py --history 150   # a long watch
 """
 
 from __future__ import annotations
@@ -133,7 +134,13 @@ def main() -> None:
                         help="CPU milliseconds each datum's step spends (default 0: no-op datums)")
     parser.add_argument("--parallel", action="store_true",
                         help="also time 8 CPU-bound steps with 1 and 2 workers, local and Ray")
+    parser.add_argument("--history", type=int, default=0, metavar="RUNS",
+                        help="only time a long watch: RUNS incremental runs on one kept executor, "
+                             "each after a commit that changes 10 of the files")
     args = parser.parse_args()
+    if args.history:
+        _history(args.history, args.datums, args.workers)
+        return
 
     from threadline.pipelines.engine import run_pipeline
 
@@ -226,6 +233,45 @@ def main() -> None:
         ratio = one / two
         print(f"  8 CPU-bound steps, {kind:5s}: 1 worker {one:6.2f} s, 2 workers {two:6.2f} s, "
               f"{ratio:.2f}x   target ~2x {'met' if ratio >= 1.8 else 'MISSED'}")
+
+
+def _history(runs: int, datums: int, workers: int) -> None:
+    """Whether a watch slows down as its home's history grows: the same change (10 of the
+    files rewritten) every run, so only the history differs between the first runs and the last."""
+    from threadline.compute import open_executor
+    from threadline.pipelines.engine import run_pipeline
+
+    work = Path(tempfile.mkdtemp(prefix="tl-bench-history-"))
+    sys.path.insert(0, str(work))
+    _project(work)
+    import bench_steps  # type: ignore[import-not-found]
+
+    times = []
+    try:
+        root = work / "home"
+        root.mkdir()
+        settings, repos = _home(root, datums)
+        executor = open_executor("local", workers=workers)
+        try:
+            run_pipeline(bench_steps.datums.spec(), settings, repos, executor=executor)
+            src = root / "src-many"
+            for n in range(runs):
+                for i in range(10):
+                    (src / f"f{(10 * n + i) % datums:05d}.txt").write_bytes(b"run %d" % n)
+                repos.commit("many@main", [src], "ten files changed")  # type: ignore[attr-defined]
+                t = time.perf_counter()
+                result = run_pipeline(bench_steps.datums.spec(), settings, repos, executor=executor)
+                times.append(time.perf_counter() - t)
+                assert result.steps["per_file"].processed == 10
+        finally:
+            executor.shutdown()
+        packs = sum(1 for _ in (root / ".threadline").rglob("*.pack"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    med = statistics.median
+    print(f"a watch over {runs} runs ({datums} datums, 10 changed per run, {workers} workers)")
+    print(f"  runs 4-13: {med(times[3:13]) * 1000:.1f} ms   last 10: {med(times[-10:]) * 1000:.1f} ms"
+          f"   ({med(times[-10:]) / med(times[3:13]):.2f}x)   packs in the store: {packs}")
 
 
 def _parallel(work: Path, steps: object, repeat: int) -> dict[str, tuple[float, float]]:
