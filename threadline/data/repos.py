@@ -358,6 +358,8 @@ class DataRepos:
         so a merge that fails is only logged, and the next commit tries again."""
         try:
             merge_small_packs(self.content)
+        except NotFound as exc:  # another process merged some of them first: nothing to do
+            log.debug("small packs merged elsewhere meanwhile: %s", exc)
         except (ThreadlineError, OSError) as exc:
             log.warning("could not merge small packs (the commit is safe): %s", exc)
 

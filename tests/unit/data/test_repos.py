@@ -828,3 +828,26 @@ def test_exists_answers_for_repos_and_their_commits(home: DataRepos, make_tree: 
     assert home.exists("r", commit.id)
     assert not home.exists("other", commit.id)  # the commit is in another repo
     assert not home.exists("r", commit.id[:12])  # a full id, not a prefix
+
+
+def test_a_commit_stands_when_merging_small_packs_fails(
+    home: DataRepos, make_tree: MakeTree, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threadline.data.repos as repos_module
+    from threadline.errors import StorageError
+
+    home.create("r")
+    faults = [NotFound("pack abc is gone"), StorageError("disk full")]  # a race; a real failure
+
+    def failing(_store: object) -> list[str]:
+        raise faults.pop(0)
+
+    monkeypatch.setattr(repos_module, "merge_small_packs", failing)
+    with caplog.at_level("DEBUG", logger="threadline.data.repos"):
+        first = home.commit("r", [make_tree("a", {"a": b"1"})], "one").commit
+        assert [r.levelname for r in caplog.records] == ["DEBUG"]  # another process merged first
+        second = home.commit("r", [make_tree("b", {"b": b"2"})], "two").commit
+    assert [r.levelname for r in caplog.records] == ["DEBUG", "WARNING"]
+    assert "disk full" in caplog.records[1].getMessage()
+    assert home.resolve("r@main").commit == second
+    assert second.parents == [first.id]
