@@ -7,6 +7,7 @@ tests are skipped with that reason, except in CI, which installs it and must run
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from itertools import count
 from typing import TYPE_CHECKING
@@ -146,3 +147,47 @@ def test_tracking_and_registry_on_postgres(pg_home: DataRepos) -> None:
     registry.set_alias("churn", "production", second.version)
     registry.rollback("churn", "production")
     assert registry.get_version("churn", "production").version == first.version
+
+
+PG_STEPS = '''
+from threadline.pipelines import Input, Output, Pipeline, step
+
+@step
+def measure(raw=Input("pgraw@main", datums="file"), out=Output()):
+    for f in raw.rglob("*.txt"):
+        (out / "size").write_text(str(len(f.read_bytes())))
+
+pipe = Pipeline("pgpipe", steps=[measure])
+'''
+
+
+def test_an_incremental_pipeline_on_postgres(
+    pg_home: DataRepos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from threadline.pipelines.engine import run_pipeline
+
+    repos = pg_home
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pg_steps.py").write_text(PG_STEPS)
+    monkeypatch.syspath_prepend(str(project))
+    spec = importlib.import_module("pg_steps").pipe.spec()
+    settings = settings_for(tmp_path / ".threadline", env={"THREADLINE_DATABASE_URL": str(repos.db.url)})
+    files = {f"f{i}.txt": b"x" * (i + 1) for i in range(5)}
+    repos.create("pgraw")
+
+    def run(new: dict[str, bytes]) -> tuple[str, int, int]:
+        files.update(new)
+        repos.commit("pgraw", [_tree(tmp_path / f"raw{len(files)}", files)], "raw", allow_empty=True)
+        step = run_pipeline(spec, settings, repos, workers=1).steps["measure"]
+        return step.status, step.processed, step.skipped
+
+    assert run({}) == ("succeeded", 5, 0)
+    assert run({"f5.txt": b"new"}) == ("succeeded", 1, 5)  # the datum keys come from the cache entry
+    repos.delete("pgpipe-measure")  # the cached output is gone: the same key runs again
+    assert run({}) == ("succeeded", 6, 0)
+    assert run({}) == ("cached", 0, 6)  # the entry was updated in place to the new output
+    assert repos.manifest(repos.resolve("pgpipe-measure@main").require_commit()).get("f5.txt/size")
+    sys.modules.pop("pg_steps", None)

@@ -9,6 +9,7 @@ table and is shown as `interrupted` (its pid is gone on this host).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -16,10 +17,11 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import zstandard
 from sqlalchemy import select, update
+from sqlalchemy.dialects import sqlite
 
 from threadline.errors import InvalidArgument, NotFound
 from threadline.meta.db import hex_prefix
@@ -28,11 +30,13 @@ from threadline.pipelines.cache import KeyParts
 from threadline.storage.local import pid_alive
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
     from sqlalchemy.orm import Session
 
     from threadline.meta.db import Database
 
 log = logging.getLogger(__name__)
+_CACHE = cast("Table", PipelineCacheRow.__table__)
 
 _STEP_FIELDS = ("status", "reason", "cache_key", "key_parts", "output_repo", "output_commit",
                 "datums_processed", "datums_skipped", "datums_removed", "attempts", "duration_s",
@@ -58,6 +62,23 @@ def entry_datums(entry: PipelineCacheRow) -> dict[str, str] | None:
                     "processed again", entry.pipeline, entry.step, exc)
         return None
     return value if isinstance(value, dict) else None
+
+
+@functools.cache
+def _upsert_cache_entry(dialect: str) -> Any:
+    """Insert a cache entry, or point an existing one (the same key, re-run after its output
+    went missing) at the new output: one statement, built once per dialect."""
+    statement: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql  # only on PostgreSQL: its import is slow
+
+        statement = postgresql.insert(_CACHE)
+    else:
+        statement = sqlite.insert(_CACHE)
+    return statement.on_conflict_do_update(
+        index_elements=["pipeline", "step", "key"],
+        set_={name: statement.excluded[name]
+              for name in ("output_repo", "output_commit", "created_at", "datums")})
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -171,18 +192,14 @@ class RunStore:
         """Mark a step run succeeded with `values` and remember key -> output commit (and, for a
         datum step, the datums it was made from), in one transaction: a driver killed here
         leaves both written or neither."""
-        packed = _pack_datums(datums) if datums is not None else None
+        entry = {"pipeline": pipeline, "step": step, "key": key, "base_key": base_key,
+                 "output_repo": repo, "output_commit": commit, "created_at": datetime.now(UTC),
+                 "datums": _pack_datums(datums) if datums is not None else None}
         with self.db.session() as session, session.begin():
             self._update_step(session, run_id, step, {**values, "status": "succeeded",
                                                       "output_repo": repo, "output_commit": commit})
-            row = session.get(PipelineCacheRow, (pipeline, step, key))
-            if row is None:
-                session.add(PipelineCacheRow(pipeline=pipeline, step=step, key=key, base_key=base_key,
-                                             output_repo=repo, output_commit=commit,
-                                             created_at=datetime.now(UTC), datums=packed))
-            else:
-                row.output_commit, row.output_repo, row.datums = commit, repo, packed
-                row.created_at = datetime.now(UTC)
+            connection = session.connection()
+            connection.execute(_upsert_cache_entry(connection.dialect.name), entry)
 
     @staticmethod
     def _update_step(session: Session, run_id: str, step: str, values: dict[str, Any]) -> None:
