@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select, text
-from sqlalchemy.dialects import sqlite
 
 from threadline.errors import InvalidArgument
+from threadline.meta.db import dialect_insert
 from threadline.meta.models import LineageEdgeRow
 
 if TYPE_CHECKING:
@@ -81,11 +81,7 @@ def add_edges(session: Session, edges: Iterable[Edge]) -> None:
 def _insert_ignoring_duplicates(dialect: str) -> Any:
     """The edge insert, built once per dialect: a statement built anew per commit cost SQLAlchemy
     a new cache key each time (0.3 ms)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql  # only on PostgreSQL: its import is slow
-
-        return postgresql.insert(LineageEdgeRow).on_conflict_do_nothing()
-    return sqlite.insert(LineageEdgeRow).on_conflict_do_nothing()
+    return dialect_insert(dialect)(LineageEdgeRow).on_conflict_do_nothing()
 
 
 # The casts give the seed row the columns' own types: PostgreSQL refuses a recursive query

@@ -31,6 +31,17 @@ def hex_prefix(column: SQLColumnExpression[str], prefix: str) -> ColumnElement[b
     return and_(column >= prefix, column < prefix + "g")
 
 
+def dialect_insert(dialect: str) -> Any:
+    """`insert` of SQLite or PostgreSQL, the constructs that have ON CONFLICT (upserts)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql  # only on PostgreSQL: its import is slow
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers run beside one writer; FULL sync makes a commit record durable before
     # the call returns (the order promised in RELIABILITY.md); the busy timeout turns writer

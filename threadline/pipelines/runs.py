@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import zstandard
 from sqlalchemy import select, update
-from sqlalchemy.dialects import sqlite
 
 from threadline.errors import InvalidArgument, NotFound
-from threadline.meta.db import hex_prefix
+from threadline.meta.db import dialect_insert, hex_prefix
 from threadline.meta.models import PipelineCacheRow, PipelineRunRow, PipelineStepRunRow
 from threadline.pipelines.cache import KeyParts
 from threadline.storage.local import pid_alive
@@ -68,13 +67,7 @@ def entry_datums(entry: PipelineCacheRow) -> dict[str, str] | None:
 def _upsert_cache_entry(dialect: str) -> Any:
     """Insert a cache entry, or point an existing one (the same key, re-run after its output
     went missing) at the new output: one statement, built once per dialect."""
-    statement: Any
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql  # only on PostgreSQL: its import is slow
-
-        statement = postgresql.insert(_CACHE)
-    else:
-        statement = sqlite.insert(_CACHE)
+    statement = dialect_insert(dialect)(_CACHE)
     return statement.on_conflict_do_update(
         index_elements=["pipeline", "step", "key"],
         set_={name: statement.excluded[name]

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.dialects import sqlite
 
 from threadline.data.repos import commit_node
 from threadline.errors import InvalidArgument, NotFound
 from threadline.lineage.graph import Edge, add_edges
+from threadline.meta.db import dialect_insert
 from threadline.meta.models import MetricRow, RunRow
 from threadline.tracking import artifacts, bulk
 from threadline.tracking.experiments import ExperimentStore
@@ -85,11 +85,7 @@ class TrackingStore(ExperimentStore):
         self._checked_keys: set[str] = set()
 
     def _insert(self, session: Session) -> Any:
-        if session.get_bind().dialect.name == "postgresql":
-            from sqlalchemy.dialects import postgresql  # only on PostgreSQL: its import is slow
-
-            return postgresql.insert
-        return sqlite.insert
+        return dialect_insert(session.get_bind().dialect.name)
 
     # ------------------------------------------------------------------ runs
     def create_run(
