@@ -9,8 +9,9 @@ published before the old one is removed, so a crash at any point loses nothing l
 
 Every commit publishes a pack of its own, and every look-up searches each pack's index, so a
 store that takes a commit a minute (a pipeline that watches a branch) would get slower all
-day. `merge_small_packs` copies the small packs into one once there are more than
-`AUTO_PACK_LIMIT` of them (git merges its packs the same way, past `gc.autoPackLimit`). It
+day. `merge_small_packs` copies small packs into one once there are more than
+`AUTO_PACK_LIMIT` of them (git merges its packs the same way, past `gc.autoPackLimit`),
+choosing them geometrically so that a big merged pack is not copied on every merge. It
 deletes nothing it has not copied into a published pack first, so it needs only the store
 lock shared: readers that still know an old pack find it gone, re-read the indexes and retry
 (`ContentStore.read_many`), and two processes merging at once at worst both publish a copy.
@@ -112,34 +113,54 @@ def execute_repack(store: ContentStore, plan: RepackPlan) -> None:
     store.refresh()
 
 
-def small_packs(store: ContentStore) -> list[str]:
-    """Ids of the packs holding at most `SMALL_PACK_BYTES`, smallest first."""
-    sizes = []
-    for name in store.packs.names():
-        entries = store.packs.entries(name)
-        end = int((entries["offset"] + entries["stored"]).max()) if len(entries) else 0
-        if end <= SMALL_PACK_BYTES:
-            sizes.append((end, name))
-    return [name for _, name in sorted(sizes)]
+def _pack_size(store: ContentStore, name: str) -> int:
+    entries = store.packs.entries(name)
+    return int((entries["offset"] + entries["stored"]).max()) if len(entries) else 0
+
+
+def small_packs(store: ContentStore) -> list[tuple[str, int]]:
+    """(id, bytes) of the packs holding at most `SMALL_PACK_BYTES`, smallest first."""
+    sizes = [(size, name) for name in store.packs.names()
+             if (size := _pack_size(store, name)) <= SMALL_PACK_BYTES]
+    return [(name, size) for size, name in sorted(sizes)]
+
+
+def packs_to_merge(small: list[tuple[str, int]], limit: int = AUTO_PACK_LIMIT) -> list[str]:
+    """Which of the small packs (smallest first) to merge: none while there are at most `limit`.
+
+    Past it, the smallest ones, and each next one while it is at most twice what is taken so
+    far: a pack already merged from many commits is copied again only once the new ones add
+    up to half its size, so copying stays proportional to what was written (git's geometric
+    repack), not to the store. At least enough are taken to leave `limit // 2` packs.
+    """
+    if len(small) <= limit:
+        return []
+    taken = max(2, len(small) - limit // 2)
+    total = sum(size for _, size in small[:taken])
+    while taken < len(small) and small[taken][1] <= 2 * total:
+        total += small[taken][1]
+        taken += 1
+    return [name for name, _ in small[:taken]]
 
 
 def merge_small_packs(store: ContentStore, limit: int = AUTO_PACK_LIMIT) -> list[str]:
-    """If more than `limit` packs are small, copy their objects into one pack, publish it, then
-    delete them; return the ids of the packs published (none if there was nothing to do).
+    """If more than `limit` packs are small, copy the objects of those `packs_to_merge` picks
+    into one pack, publish it, then delete them; return the ids of the packs published (none
+    if there was nothing to do).
 
     The caller holds the store lock shared (garbage collection must not run meanwhile). A pack
     another process deleted first (it was merging too) makes this merge give up unpublished.
     """
-    names = small_packs(store)
-    if len(names) <= limit:
+    names = packs_to_merge(small_packs(store), limit)
+    if not names:
         return []
     writer = PackWriter(store.objects, store.packs)
     try:
         for name in names:
             entries = store.packs.entries(name)
-            if not len(entries):
+            end = _pack_size(store, name)
+            if not end:
                 continue
-            end = int((entries["offset"] + entries["stored"]).max())
             (blob,) = store.objects.read_ranges(pack_key(name), [(0, end)])
             for key, offset, stored, raw, codec in zip(
                 entries["key"].tolist(), entries["offset"].tolist(), entries["stored"].tolist(),

@@ -14,7 +14,13 @@ from threadline.storage import repack
 from threadline.storage.cas import ContentStore, hash_bytes
 from threadline.storage.local import LocalObjectStore
 from threadline.storage.packs import PACK_PREFIX, full_key, index_key, pack_key
-from threadline.storage.repack import execute_repack, merge_small_packs, plan_repack, small_packs
+from threadline.storage.repack import (
+    execute_repack,
+    merge_small_packs,
+    packs_to_merge,
+    plan_repack,
+    small_packs,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -221,8 +227,19 @@ def test_large_packs_are_never_copied(content: ContentStore, monkeypatch: pytest
     big = _write_pack(content, "big1", "big2")  # two 5,000-byte objects
     small = [_write_pack(content, f"s{i}") for i in range(3)]
     monkeypatch.setattr(repack, "SMALL_PACK_BYTES", 6000)
-    assert small_packs(content) == sorted(small, key=lambda p: (
+    assert [name for name, _ in small_packs(content)] == sorted(small, key=lambda p: (
         int(content.packs.entries(p)["stored"].sum()), p))
     (merged,) = merge_small_packs(content, limit=2)
     assert set(content.packs.names()) == {big, merged}
     assert _pack_keys(content, big) == {_key("big1"), _key("big2")}
+
+
+def test_merges_leave_a_big_merged_pack_alone_until_the_new_ones_add_up() -> None:
+    new = [(f"new{i}", 50_000) for i in range(17)]
+    assert packs_to_merge(new[:16], limit=16) == []  # not past the limit
+    assert packs_to_merge([*new, ("merged", 5_000_000)], limit=16) == [n for n, _ in new]
+    grown = [*new, ("merged", 1_500_000)]  # at most twice the 850 KB of new ones: copied too
+    assert packs_to_merge(grown, limit=16) == [n for n, _ in grown]
+    # sizes that grow too fast to pass the size rule still bring the count down to limit // 2
+    steep = [(f"p{i}", 3**i) for i in range(18)]
+    assert packs_to_merge(steep, limit=16) == [f"p{i}" for i in range(10)]
