@@ -29,7 +29,6 @@ import sys
 import sysconfig
 import textwrap
 import types
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -121,9 +120,11 @@ def _names(source: str) -> set[str]:
 
 
 #: a function's hash, with the files it was read from (stamped) and the globals it named:
-#: a watching driver plans every step on every run, and most runs change no code
-_HASHES: weakref.WeakKeyDictionary[Callable[..., Any], tuple[str, list[_Check]]] = (
-    weakref.WeakKeyDictionary())
+#: a watching driver plans every step on every run, and most runs change no code. The checks
+#: hold the function's globals, so an entry keeps its function alive after a re-import
+#: replaced it; the size bound limits what edits leave behind.
+_HASHES: dict[Callable[..., Any], tuple[str, list[_Check]]] = {}
+_HASHES_MAX = 1024
 
 
 class _Check(NamedTuple):
@@ -161,6 +162,8 @@ def function_hash(fn: Callable[..., Any]) -> str:
         return cached[0]
     checks: list[_Check] = []
     value = _function_hash(fn, checks)
+    if len(_HASHES) >= _HASHES_MAX:
+        _HASHES.clear()
     _HASHES[fn] = (value, checks)
     return value
 

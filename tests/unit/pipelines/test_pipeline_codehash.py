@@ -129,3 +129,16 @@ def test_a_remembered_hash_follows_files_and_globals_changed_since(
     computed.clear()
     assert function_hash(fn) != first
     assert computed == [fn]
+
+
+def test_the_remembered_hashes_are_bounded(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    _base(project)
+    monkeypatch.setattr(codehash, "_HASHES", {})
+    monkeypatch.setattr(codehash, "_HASHES_MAX", 2)
+    hashes = []
+    for bump in range(3):  # each re-import makes a new function object
+        fn = project.module("pkg.steps", STEPS.format(limit=3, bump=bump, unrelated=0)).features.fn
+        hashes.append(function_hash(fn))
+        assert len(codehash._HASHES) <= 2
+    assert len(set(hashes)) == 3
+    assert function_hash(fn) == hashes[-1]
