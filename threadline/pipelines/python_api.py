@@ -179,6 +179,7 @@ def find_pipelines(module_name: str) -> dict[str, PipelineSpec]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise NotFound(f"cannot import pipeline module {module_name!r}: {exc}") from exc
+    reload.remember_imports()  # stamped now: an edit before the first run is noticed by it
     found: dict[str, PipelineSpec] = {}
     for value in vars(module).values():
         if isinstance(value, Pipeline):

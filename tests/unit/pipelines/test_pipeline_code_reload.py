@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from threadline.compute import open_executor
 from threadline.pipelines import WORKER_MODULES, reload
-from threadline.pipelines.python_api import load_function
+from threadline.pipelines.python_api import find_pipelines, load_function
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -107,3 +107,12 @@ def _write_file(path: Path, text: str) -> None:
     path.write_text(text)
     if path.stat().st_mtime_ns == before.st_mtime_ns and before.st_size == len(text):
         os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+
+
+def test_an_edit_between_loading_a_pipeline_and_its_first_run_is_noticed(project: Project) -> None:
+    _write(project, "reload_helpers", "def greeting():\n    return 'hello'\n")
+    _write(project, "reload_steps", STEPS)
+    assert list(find_pipelines("reload_steps")) == ["reload"]  # as `pipeline watch` starts
+    _write(project, "reload_helpers", "def greeting():\n    return 'howdy'\n")
+    fn, _ = load_function("reload_steps:greet", fresh=True)  # the first run's plan
+    assert fn.__globals__["greeting"]() == "howdy"
