@@ -135,13 +135,19 @@ class _Check(NamedTuple):
     value: Any  # the stamp; the value's repr (simple constants); or the value itself
 
 
+def file_stamp(path: str | Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a file, None if it cannot be read: what must stay equal for code
+    read from it earlier to still be what is on disk."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
 def _holds(check: _Check) -> bool:
     if isinstance(check.where, str):
-        try:
-            info = os.stat(check.where)
-        except OSError:
-            return False
-        return bool((info.st_mtime_ns, info.st_size) == check.value)
+        return bool(file_stamp(check.where) == check.value)
     value = check.where.get(check.name)
     return bool(value is check.value or (_is_simple(value) and repr(value) == check.value))
 
@@ -169,13 +175,9 @@ def function_hash(fn: Callable[..., Any]) -> str:
 
 
 def _stamp(path: str | Path | None, checks: list[_Check]) -> None:
-    if path is None:
-        return
-    try:
-        info = os.stat(path)
-    except OSError:
-        return
-    checks.append(_Check(str(path), "", (info.st_mtime_ns, info.st_size)))
+    stamp = file_stamp(path) if path is not None else None
+    if stamp is not None:
+        checks.append(_Check(str(path), "", stamp))
 
 
 def _function_hash(fn: Callable[..., Any], checks: list[_Check]) -> str:

@@ -23,7 +23,7 @@ import sys
 import sysconfig
 from typing import TYPE_CHECKING
 
-from threadline.pipelines.codehash import project_root
+from threadline.pipelines.codehash import file_stamp, project_root
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,14 +44,6 @@ def _installed() -> tuple[str, ...]:
                  | {os.path.join(os.path.realpath(p), "") for p in given})
 
 
-def _stamp(path: str) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_mtime_ns, info.st_size
-
-
 def remember_imports() -> None:
     """Stamp the project modules imported (or imported again) since the last call."""
     installed = _installed()
@@ -66,7 +58,7 @@ def remember_imports() -> None:
         if not isinstance(path, str) or not path.endswith(".py") or path.startswith(installed):
             continue
         real = os.path.realpath(path)
-        stamp = _stamp(real)
+        stamp = file_stamp(real)
         if stamp is not None and not real.startswith(installed):
             _STAMPS[name] = (real, *stamp)
     if len(_SEEN) > len(sys.modules):  # some were removed from sys.modules meanwhile
@@ -83,7 +75,7 @@ def forget_changed(module_name: str) -> list[str]:
         return []
     remember_imports()
     mine = _under(root)
-    if all(_stamp(path) == (mtime, size) for path, mtime, size in mine.values()):
+    if all(file_stamp(path) == (mtime, size) for path, mtime, size in mine.values()):
         return []
     for name in mine:
         sys.modules.pop(name, None)

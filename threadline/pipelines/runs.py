@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from threadline.meta.db import Database
 
 log = logging.getLogger(__name__)
-_CACHE = cast("Table", PipelineCacheRow.__table__)
+_CACHE_TABLE = cast("Table", PipelineCacheRow.__table__)
 
 _STEP_FIELDS = ("status", "reason", "cache_key", "key_parts", "output_repo", "output_commit",
                 "datums_processed", "datums_skipped", "datums_removed", "attempts", "duration_s",
@@ -67,7 +67,7 @@ def entry_datums(entry: PipelineCacheRow) -> dict[str, str] | None:
 def _upsert_cache_entry(dialect: str) -> Any:
     """Insert a cache entry, or point an existing one (the same key, re-run after its output
     went missing) at the new output: one statement, built once per dialect."""
-    statement = dialect_insert(dialect)(_CACHE)
+    statement = dialect_insert(dialect)(_CACHE_TABLE)
     return statement.on_conflict_do_update(
         index_elements=["pipeline", "step", "key"],
         set_={name: statement.excluded[name]
