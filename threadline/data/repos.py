@@ -12,10 +12,10 @@ import json
 import logging
 from collections import OrderedDict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import blake3
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import OperationalError as DBOperationalError
 
@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
-    from sqlalchemy import Select, Table
+    from sqlalchemy import Row, Table
+    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
     from threadline.data.manifest import FileEntry
@@ -58,9 +59,29 @@ MIN_PREFIX = 4
 MANIFESTS_KEPT = 8
 
 log = logging.getLogger(__name__)
-#: the tables a commit inserts into with plain inserts (see `_record`)
+
+# Resolving a ref and committing are on the path of every command and every pipeline run, so
+# they run these statements, built once, on a Core connection: a statement built per call and
+# run through an ORM session costs SQLAlchemy four times what SQLite takes to answer it.
+_REPOS = cast("Table", RepoRow.__table__)
+_REFS = cast("Table", RefRow.__table__)
 _COMMITS = cast("Table", CommitRow.__table__)
 _REF_LOG = cast("Table", RefLogRow.__table__)
+_REPO_NAMED = select(_REPOS.c.id, _REPOS.c.name, _REPOS.c.default_branch).where(
+    _REPOS.c.name == bindparam("name"))
+_REFS_NAMED = select(_REFS.c.kind, _REFS.c.commit_id).where(
+    _REFS.c.repo_id == bindparam("repo_id"), _REFS.c.name == bindparam("name"))
+_COMMIT_BY_ID = select(_COMMITS).where(_COMMITS.c.id == bindparam("id"))
+_COMMIT_IN_REPO = select(_COMMITS.c.id).join(_REPOS, _REPOS.c.id == _COMMITS.c.repo_id).where(
+    _COMMITS.c.id == bindparam("id"), _REPOS.c.name == bindparam("name"))
+_BRANCH = (_REFS.c.repo_id == bindparam("b_repo"), _REFS.c.kind == "branch",
+           _REFS.c.name == bindparam("b_branch"))
+_BRANCH_HEAD = select(_REFS.c.commit_id).where(*_BRANCH)
+#: compare-and-swap of a branch pointer, from a commit or from no commit (a new branch)
+_MOVE_FROM = update(_REFS).where(*_BRANCH, _REFS.c.commit_id == bindparam("b_expected"))
+_MOVE_FROM_EMPTY = update(_REFS).where(*_BRANCH, _REFS.c.commit_id.is_(None))
+_INSERT_COMMIT = insert(_COMMITS)
+_INSERT_REF_LOG = insert(_REF_LOG)
 
 
 def commit_node(commit_id: str) -> Node:
@@ -68,18 +89,34 @@ def commit_node(commit_id: str) -> Node:
     return Node(COMMIT_KIND, commit_id)
 
 
-def _commit_info(row: CommitRow, repo: str) -> CommitInfo:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+def _commit_info(row: Row[Any], repo: str) -> CommitInfo:
+    """A commit from a row of `commits` (a Core row: the column is `metadata`, not `meta`)."""
+    values = row._mapping
+    created = values["created_at"]
+    created = created if created.tzinfo else created.replace(tzinfo=UTC)
     return CommitInfo(
-        row.id, repo, list(row.parents), row.manifest, row.message, row.author, created,
-        dict(row.meta), row.file_count, row.total_bytes,
+        values["id"], repo, list(values["parents"]), values["manifest"], values["message"],
+        values["author"], created, dict(values["metadata"]), values["file_count"],
+        values["total_bytes"],
     )
+
+
+def _no_repo(name: str) -> NotFound:
+    return NotFound(f"data repo {name!r} does not exist; create it with `threadline data create {name}`")
+
+
+class RepoKey(NamedTuple):
+    """A repo as a resolved ref names it."""
+
+    id: int
+    name: str
+    default_branch: str
 
 
 class Resolved:
     """A ref resolved against the database: repo, commit (None on an empty branch), path."""
 
-    def __init__(self, spec: RefSpec, repo: RepoRow, commit: CommitInfo | None, branch: str | None):
+    def __init__(self, spec: RefSpec, repo: RepoKey, commit: CommitInfo | None, branch: str | None):
         self.spec = spec
         self.repo = repo
         self.commit = commit
@@ -130,8 +167,7 @@ class DataRepos:
     def _repo_row(self, session: Session, name: str) -> RepoRow:
         row = session.scalar(select(RepoRow).where(RepoRow.name == check_name(name, "repo name")))
         if row is None:
-            raise NotFound(f"data repo {name!r} does not exist; create it with "
-                           f"`threadline data create {name}`")
+            raise _no_repo(name)
         return row
 
     def _repo_info(self, session: Session, row: RepoRow) -> RepoInfo:
@@ -168,14 +204,12 @@ class DataRepos:
     def exists(self, name: str, commit_id: str | None = None) -> bool:
         """Whether repo `name` exists (and, given a full `commit_id`, holds that commit): one
         query, for callers that ask on every run."""
-        query: Select[Any]
-        if commit_id is None:
-            query = select(RepoRow.id).where(RepoRow.name == name)
-        else:
-            query = (select(CommitRow.id).join(RepoRow, RepoRow.id == CommitRow.repo_id)
-                     .where(CommitRow.id == commit_id, RepoRow.name == name))
-        with self.db.session() as session:
-            return session.scalar(query) is not None
+        with self.db.connect() as conn:
+            if commit_id is None:
+                found = conn.execute(_REPO_NAMED, {"name": name}).first()
+            else:
+                found = conn.execute(_COMMIT_IN_REPO, {"id": commit_id, "name": name}).first()
+        return found is not None
 
     def list(self) -> builtins.list[RepoInfo]:
         """All repos, by name."""
@@ -195,42 +229,46 @@ class DataRepos:
     def resolve(self, ref: str | RefSpec) -> Resolved:
         """Resolve `repo[@rev][~N][:path]` to a commit: branch first, then tag, then id prefix."""
         spec = parse_ref(ref) if isinstance(ref, str) else ref
-        with self.db.session() as session:
-            repo = self._repo_row(session, spec.repo)
+        with self.db.connect() as conn:
+            found = conn.execute(_REPO_NAMED, {"name": check_name(spec.repo, "repo name")}).first()
+            if found is None:
+                raise _no_repo(spec.repo)
+            repo = RepoKey(*found)
             rev = spec.rev or repo.default_branch
-            refs = {(r.kind, r.name): r for r in session.scalars(
-                select(RefRow).where(RefRow.repo_id == repo.id, RefRow.name == rev))}
+            refs = dict(conn.execute(_REFS_NAMED, {"repo_id": repo.id, "name": rev}).all())
             branch: str | None = None
             commit_id: str | None
-            if ("branch", rev) in refs:
-                branch, commit_id = rev, refs[("branch", rev)].commit_id
-            elif ("tag", rev) in refs:
-                commit_id = refs[("tag", rev)].commit_id
+            if "branch" in refs:
+                branch, commit_id = rev, refs["branch"]
+            elif "tag" in refs:
+                commit_id = refs["tag"]
             else:
-                commit_id = self._by_prefix(session, repo, rev, str(spec))
-            commit = self._load_commit(session, repo, commit_id) if commit_id else None
+                commit_id = self._by_prefix(conn, repo, rev, str(spec))
+            commit = self._load_commit(conn, repo, commit_id) if commit_id else None
             for step in range(spec.back):
                 if commit is None or not commit.parents:
                     raise NotFound(f"{spec} goes back {spec.back} commits but the history "
                                    f"has only {step}")
-                commit = self._load_commit(session, repo, commit.parents[0])
+                commit = self._load_commit(conn, repo, commit.parents[0])
             return Resolved(spec, repo, commit, branch if not spec.back else None)
 
-    def _by_prefix(self, session: Session, repo: RepoRow, rev: str, ref: str) -> str:
+    @staticmethod
+    def _by_prefix(conn: Connection, repo: RepoKey, rev: str, ref: str) -> str:
         lowered = rev.lower()
         if len(lowered) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in lowered):
             raise NotFound(f"{ref}: no branch or tag named {rev!r} in {repo.name!r}; "
                            f"`threadline data list` shows them")
-        ids = session.scalars(select(CommitRow.id).where(
-            hex_prefix(CommitRow.id, lowered), CommitRow.repo_id == repo.id).limit(2)).all()
+        ids = conn.scalars(select(_COMMITS.c.id).where(
+            hex_prefix(_COMMITS.c.id, lowered), _COMMITS.c.repo_id == repo.id).limit(2)).all()
         if not ids:
             raise NotFound(f"{ref}: no branch, tag or commit {rev!r} in {repo.name!r}")
         if len(ids) > 1:
             raise InvalidArgument(f"{ref}: commit prefix {rev!r} is ambiguous; give more digits")
-        return ids[0]
+        return str(ids[0])
 
-    def _load_commit(self, session: Session, repo: RepoRow, commit_id: str) -> CommitInfo:
-        row = session.get(CommitRow, commit_id)
+    @staticmethod
+    def _load_commit(conn: Connection, repo: RepoKey, commit_id: str) -> CommitInfo:
+        row = conn.execute(_COMMIT_BY_ID, {"id": commit_id}).first()
         if row is None or row.repo_id != repo.id:
             raise NotFound(f"commit {commit_id[:12]} is not in data repo {repo.name!r}")
         return _commit_info(row, repo.name)
@@ -367,7 +405,7 @@ class DataRepos:
             log.warning("could not merge small packs (the commit is safe): %s", exc)
 
     def _publish(
-        self, repo: RepoRow, branch: str, expected: str | None, info: CommitInfo,
+        self, repo: RepoKey, branch: str, expected: str | None, info: CommitInfo,
         produced_by: Node | None, derived_from: Sequence[tuple[Node, str]] = (),
     ) -> None:
         edges = [Edge(commit_node(p), "parent_of", commit_node(info.id)) for p in info.parents]
@@ -384,44 +422,43 @@ class DataRepos:
             ) from exc
 
     def _record(
-        self, repo: RepoRow, branch: str, expected: str | None, info: CommitInfo, edges: builtins.list[Edge]
+        self, repo: RepoKey, branch: str, expected: str | None, info: CommitInfo, edges: builtins.list[Edge]
     ) -> None:
-        with self.db.session() as session, session.begin():
-            # plain inserts on the transaction's connection: the ORM's unit of work is twice
-            # the cost, on every commit
-            session.connection().execute(insert(_COMMITS).values(
-                id=info.id, repo_id=repo.id, parents=info.parents, manifest=info.manifest,
-                message=info.message, author=info.author, created_at=info.created_at,
-                metadata=info.metadata, file_count=info.file_count, total_bytes=info.total_bytes,
-            ))
-            add_edges(session, edges)
-            self._move_branch(session, repo, branch, expected, info.id, "commit", info.author,
+        with self.db.begin() as conn:
+            conn.execute(_INSERT_COMMIT, {
+                "id": info.id, "repo_id": repo.id, "parents": info.parents, "manifest": info.manifest,
+                "message": info.message, "author": info.author, "created_at": info.created_at,
+                "metadata": info.metadata, "file_count": info.file_count,
+                "total_bytes": info.total_bytes,
+            })
+            add_edges(conn, edges)
+            self._move_branch(conn, repo, branch, expected, info.id, "commit", info.author,
                               info.message)
 
+    @staticmethod
     def _move_branch(
-        self, session: Session, repo: RepoRow, branch: str, expected: str | None, new: str,
+        conn: Connection, repo: RepoKey, branch: str, expected: str | None, new: str,
         action: str, actor: str, message: str,
     ) -> None:
         """Compare-and-swap the branch pointer and log the move, inside the caller's transaction."""
-        current = RefRow.commit_id == expected if expected else RefRow.commit_id.is_(None)
-        moved = session.execute(
-            update(RefRow)
-            .where(RefRow.repo_id == repo.id, RefRow.kind == "branch", RefRow.name == branch,
-                   current)
-            .values(commit_id=new, updated_at=datetime.now(UTC))
-        ).rowcount  # type: ignore[attr-defined]
+        where = {"b_repo": repo.id, "b_branch": branch}
+        now = datetime.now(UTC)
+        if expected:
+            moved = conn.execute(_MOVE_FROM, {**where, "b_expected": expected, "commit_id": new,
+                                              "updated_at": now}).rowcount
+        else:
+            moved = conn.execute(_MOVE_FROM_EMPTY, {**where, "commit_id": new, "updated_at": now}).rowcount
         if moved != 1:
-            winner = session.scalar(select(RefRow.commit_id).where(
-                RefRow.repo_id == repo.id, RefRow.kind == "branch", RefRow.name == branch))
+            winner = conn.execute(_BRANCH_HEAD, where).scalar()
             raise Conflict(
                 f"branch {repo.name}@{branch} moved to {str(winner)[:12]} while this {action} "
                 f"was in progress (expected {str(expected)[:12]}); nothing was changed - "
                 "look at the new head and retry",
                 repo=repo.name, branch=branch, winner=winner,
             )
-        session.connection().execute(insert(_REF_LOG).values(
-            repo_id=repo.id, name=branch, old_commit=expected, new_commit=new, action=action,
-            actor=actor, message=message, created_at=datetime.now(UTC)))
+        conn.execute(_INSERT_REF_LOG, {
+            "repo_id": repo.id, "name": branch, "old_commit": expected, "new_commit": new,
+            "action": action, "actor": actor, "message": message, "created_at": now})
 
     # ------------------------------------------------------------- history
     def log(self, ref: str, limit: int = 100) -> builtins.list[CommitInfo]:
@@ -429,10 +466,10 @@ class DataRepos:
         target = self.resolve(ref)
         out: builtins.list[CommitInfo] = []
         commit = target.commit
-        with self.db.session() as session:
+        with self.db.connect() as conn:
             while commit is not None and len(out) < limit:
                 out.append(commit)
-                commit = (self._load_commit(session, target.repo, commit.parents[0])
+                commit = (self._load_commit(conn, target.repo, commit.parents[0])
                           if commit.parents else None)
         return out
 
@@ -470,7 +507,7 @@ class DataRepos:
             raise AlreadyExists(f"{repo} already has a branch or tag named {name!r}") from exc
         return self.get(repo)
 
-    def _refuse_taken_name(self, session: Session, repo: RepoRow, name: str) -> None:
+    def _refuse_taken_name(self, session: Session, repo: RepoKey, name: str) -> None:
         # Branches and tags share one namespace: `resolve` tries branches first, so a branch
         # named like a tag would silently hide the tag.
         taken = session.scalar(select(RefRow.kind).where(RefRow.repo_id == repo.id,
@@ -507,8 +544,8 @@ class DataRepos:
             raise InvalidArgument(f"{to_ref} is in another repo than {branch_ref}")
         new = target.require_commit().id
         old = branch.commit.id if branch.commit else None
-        with self.db.session() as session, session.begin():
-            self._move_branch(session, branch.repo, branch.branch, old, new, "rollback",
+        with self.db.begin() as conn:
+            self._move_branch(conn, branch.repo, branch.branch, old, new, "rollback",
                               self.author, message or f"rollback to {to_ref}")
         return old, new
 
@@ -523,6 +560,6 @@ class DataRepos:
 
     def all_commits(self) -> builtins.list[CommitInfo]:
         """Every commit of every repo (the roots of reachability for gc and verify)."""
-        with self.db.session() as session:
-            names = dict(session.execute(select(RepoRow.id, RepoRow.name)).all())
-            return [_commit_info(r, names[r.repo_id]) for r in session.scalars(select(CommitRow))]
+        with self.db.connect() as conn:
+            names = dict(conn.execute(select(_REPOS.c.id, _REPOS.c.name)).all())
+            return [_commit_info(r, names[r.repo_id]) for r in conn.execute(select(_COMMITS))]

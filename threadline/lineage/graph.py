@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from threadline.errors import InvalidArgument
 from threadline.meta.db import dialect_insert
@@ -21,7 +22,7 @@ from threadline.meta.models import LineageEdgeRow
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from sqlalchemy.orm import Session
+    from sqlalchemy.engine import Connection
 
     from threadline.meta.db import Database
 
@@ -54,8 +55,9 @@ def _check(node: Node) -> None:
         raise InvalidArgument(f"invalid lineage node {node!r}: kind and id must be 1-40/1-200 chars")
 
 
-def add_edges(session: Session, edges: Iterable[Edge]) -> None:
-    """Insert edges inside the caller's transaction; an edge recorded twice is kept once."""
+def add_edges(session: Session | Connection, edges: Iterable[Edge]) -> None:
+    """Insert edges inside the caller's transaction (an ORM session's, or a Core connection's);
+    an edge recorded twice is kept once."""
     rows = []
     for edge in edges:
         _check(edge.source)
@@ -73,7 +75,7 @@ def add_edges(session: Session, edges: Iterable[Edge]) -> None:
     if not rows:
         return
     # on the session's connection: Core, not the ORM's bulk-insert path (half the time)
-    connection = session.connection()
+    connection = session.connection() if isinstance(session, Session) else session
     connection.execute(_insert_ignoring_duplicates(connection.dialect.name), rows)
 
 

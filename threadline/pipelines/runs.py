@@ -17,10 +17,10 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import zstandard
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from threadline.errors import InvalidArgument, NotFound
 from threadline.meta.db import dialect_insert, hex_prefix
@@ -30,12 +30,51 @@ from threadline.storage.local import pid_alive
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
-    from sqlalchemy.orm import Session
+    from sqlalchemy.engine import Connection
 
     from threadline.meta.db import Database
 
 log = logging.getLogger(__name__)
+
+# A run writes and reads these on every step, and a watching pipeline runs every few seconds:
+# the statements are built once and run on Core connections (see `data.repos`).
+_RUNS = cast("Table", PipelineRunRow.__table__)
+_STEP_RUNS = cast("Table", PipelineStepRunRow.__table__)
 _CACHE_TABLE = cast("Table", PipelineCacheRow.__table__)
+_INSERT_RUN = insert(_RUNS)
+_INSERT_STEP_RUN = insert(_STEP_RUNS)
+#: the SET clause comes from the parameters given with `b_run` and `b_step`
+_UPDATE_STEP_RUN = update(_STEP_RUNS).where(_STEP_RUNS.c.run_id == bindparam("b_run"),
+                                            _STEP_RUNS.c.step == bindparam("b_step"))
+_FINISH_RUN = update(_RUNS).where(_RUNS.c.id == bindparam("b_run"))
+_LAST_PARTS = (
+    select(_STEP_RUNS.c.key_parts, _STEP_RUNS.c.output_commit)
+    .join(_RUNS, _RUNS.c.id == _STEP_RUNS.c.run_id)
+    .where(_RUNS.c.pipeline == bindparam("pipeline"), _STEP_RUNS.c.step == bindparam("step"),
+           _STEP_RUNS.c.status.in_(("succeeded", "cached")))
+    .order_by(_STEP_RUNS.c.ended_at.desc()).limit(1))
+_CACHE_ENTRY = select(_CACHE_TABLE).where(
+    _CACHE_TABLE.c.pipeline == bindparam("pipeline"), _CACHE_TABLE.c.step == bindparam("step"),
+    _CACHE_TABLE.c.key == bindparam("key"))
+_LATEST_WITH_BASE = (
+    select(_CACHE_TABLE)
+    .where(_CACHE_TABLE.c.pipeline == bindparam("pipeline"), _CACHE_TABLE.c.step == bindparam("step"),
+           _CACHE_TABLE.c.base_key == bindparam("base_key"))
+    .order_by(_CACHE_TABLE.c.created_at.desc()).limit(1))
+
+
+class CacheEntry(NamedTuple):
+    """A finished step in the cache: its key, what it produced and (datum steps) from what."""
+
+    pipeline: str
+    step: str
+    key: str
+    base_key: str
+    output_repo: str
+    output_commit: str
+    created_at: datetime
+    #: the datums it was made from, packed (read them with `entry_datums`)
+    datums: bytes | None
 
 _STEP_FIELDS = ("status", "reason", "cache_key", "key_parts", "output_repo", "output_commit",
                 "datums_processed", "datums_skipped", "datums_removed", "attempts", "duration_s",
@@ -46,7 +85,7 @@ def _pack_datums(datums: dict[str, str]) -> bytes:
     return zstandard.ZstdCompressor().compress(json.dumps(datums, separators=(",", ":")).encode())
 
 
-def entry_datums(entry: PipelineCacheRow) -> dict[str, str] | None:
+def entry_datums(entry: CacheEntry) -> dict[str, str] | None:
     """The datums (name -> key) a cache entry's output was made from; None if not recorded.
 
     Damaged keys are reported and treated as not recorded: the step then processes every
@@ -162,23 +201,22 @@ class RunStore:
               inputs: dict[str, Any], steps: list[str]) -> str:
         """Record a new run with every step pending; returns its id."""
         run_id = uuid.uuid4().hex
-        with self.db.session() as session, session.begin():
-            session.add(PipelineRunRow(
-                id=run_id, pipeline=pipeline, status="running", trigger=trigger, executor=executor,
-                params=params, inputs=inputs, pid=os.getpid(), host=socket.gethostname(), error="",
-                started_at=datetime.now(UTC)))
-            session.flush()
-            for step in steps:
-                session.add(PipelineStepRunRow(
-                    run_id=run_id, step=step, status="pending", reason="", cache_key="", key_parts={},
-                    output_repo="", datums_processed=0, datums_skipped=0, datums_removed=0,
-                    attempts=0, duration_s=0.0, log_tail="", error=""))
+        with self.db.begin() as conn:
+            conn.execute(_INSERT_RUN, {
+                "id": run_id, "pipeline": pipeline, "status": "running", "trigger": trigger,
+                "executor": executor, "params": params, "inputs": inputs, "pid": os.getpid(),
+                "host": socket.gethostname(), "error": "", "started_at": datetime.now(UTC)})
+            conn.execute(_INSERT_STEP_RUN, [{
+                "run_id": run_id, "step": step, "status": "pending", "reason": "", "cache_key": "",
+                "key_parts": {}, "output_repo": "", "datums_processed": 0, "datums_skipped": 0,
+                "datums_removed": 0, "attempts": 0, "duration_s": 0.0, "log_tail": "", "error": ""}
+                for step in steps])
         return run_id
 
     def update_step(self, run_id: str, step: str, **values: Any) -> None:
         """Set fields of a step run (see `_STEP_FIELDS`)."""
-        with self.db.session() as session, session.begin():
-            self._update_step(session, run_id, step, values)
+        with self.db.begin() as conn:
+            self._update_step(conn, run_id, step, values)
 
     def succeed(self, run_id: str, pipeline: str, step: str, *, key: str, base_key: str, repo: str,
                 commit: str, datums: dict[str, str] | None = None, **values: Any) -> None:
@@ -188,28 +226,26 @@ class RunStore:
         entry = {"pipeline": pipeline, "step": step, "key": key, "base_key": base_key,
                  "output_repo": repo, "output_commit": commit, "created_at": datetime.now(UTC),
                  "datums": _pack_datums(datums) if datums is not None else None}
-        with self.db.session() as session, session.begin():
-            self._update_step(session, run_id, step, {**values, "status": "succeeded",
-                                                      "output_repo": repo, "output_commit": commit})
-            connection = session.connection()
-            connection.execute(_upsert_cache_entry(connection.dialect.name), entry)
+        with self.db.begin() as conn:
+            self._update_step(conn, run_id, step, {**values, "status": "succeeded",
+                                                   "output_repo": repo, "output_commit": commit})
+            conn.execute(_upsert_cache_entry(conn.dialect.name), entry)
 
     @staticmethod
-    def _update_step(session: Session, run_id: str, step: str, values: dict[str, Any]) -> None:
+    def _update_step(conn: Connection, run_id: str, step: str, values: dict[str, Any]) -> None:
         unknown = set(values) - set(_STEP_FIELDS)
         if unknown:
             raise InvalidArgument(f"unknown step-run fields {sorted(unknown)}")
-        done = session.execute(update(PipelineStepRunRow).where(
-            PipelineStepRunRow.run_id == run_id, PipelineStepRunRow.step == step).values(values))
-        if done.rowcount != 1:  # type: ignore[attr-defined]
+        done = conn.execute(_UPDATE_STEP_RUN, {**values, "b_run": run_id, "b_step": step})
+        if done.rowcount != 1:
             raise NotFound(f"run {run_id[:12]} has no step {step!r}")
 
     def finish(self, run_id: str, status: str, error: str = "") -> None:
         """Mark a run ended."""
-        with self.db.session() as session, session.begin():
-            done = session.execute(update(PipelineRunRow).where(PipelineRunRow.id == run_id).values(
-                status=status, error=error, ended_at=datetime.now(UTC)))
-            if done.rowcount != 1:  # type: ignore[attr-defined]
+        with self.db.begin() as conn:
+            done = conn.execute(_FINISH_RUN, {"b_run": run_id, "status": status, "error": error,
+                                              "ended_at": datetime.now(UTC)})
+            if done.rowcount != 1:
                 raise NotFound(f"no pipeline run {run_id}")
 
     def list(self, pipeline: str | None = None, limit: int = 50) -> list[RunInfo]:
@@ -246,27 +282,22 @@ class RunStore:
 
     def last_parts(self, pipeline: str, step: str) -> tuple[KeyParts, str | None] | None:
         """Key parts and output of the newest successful (run or cached) execution of a step."""
-        with self.db.session() as session:
-            row = session.execute(
-                select(PipelineStepRunRow.key_parts, PipelineStepRunRow.output_commit)
-                .join(PipelineRunRow, PipelineRunRow.id == PipelineStepRunRow.run_id)
-                .where(PipelineRunRow.pipeline == pipeline, PipelineStepRunRow.step == step,
-                       PipelineStepRunRow.status.in_(("succeeded", "cached")))
-                .order_by(PipelineStepRunRow.ended_at.desc()).limit(1)).first()
+        with self.db.connect() as conn:
+            row = conn.execute(_LAST_PARTS, {"pipeline": pipeline, "step": step}).first()
         if row is None:
             return None
         return KeyParts.from_dict(row[0]), row[1]
 
     # ----------------------------------------------------------------- cache
-    def cached(self, pipeline: str, step: str, key: str) -> PipelineCacheRow | None:
+    def cached(self, pipeline: str, step: str, key: str) -> CacheEntry | None:
         """The cache entry for exactly this key."""
-        with self.db.session() as session:
-            return session.get(PipelineCacheRow, (pipeline, step, key))
+        with self.db.connect() as conn:
+            row = conn.execute(_CACHE_ENTRY, {"pipeline": pipeline, "step": step, "key": key}).first()
+        return CacheEntry(**row._mapping) if row is not None else None
 
-    def latest_with_base(self, pipeline: str, step: str, base_key: str) -> PipelineCacheRow | None:
+    def latest_with_base(self, pipeline: str, step: str, base_key: str) -> CacheEntry | None:
         """The newest entry sharing a base key (whose unchanged datums can be reused)."""
-        with self.db.session() as session:
-            return session.scalars(select(PipelineCacheRow).where(
-                PipelineCacheRow.pipeline == pipeline, PipelineCacheRow.step == step,
-                PipelineCacheRow.base_key == base_key)
-                .order_by(PipelineCacheRow.created_at.desc()).limit(1)).first()
+        with self.db.connect() as conn:
+            row = conn.execute(_LATEST_WITH_BASE, {"pipeline": pipeline, "step": step,
+                                                   "base_key": base_key}).first()
+        return CacheEntry(**row._mapping) if row is not None else None
