@@ -74,7 +74,9 @@ def make_folder_inside(root: Path, rel_folder: str) -> Path:
     """Create `root/rel_folder` one component at a time, refusing any symlinked component.
 
     Used by checkout: a destination that already holds a symlink to elsewhere can never
-    redirect a write outside `root`.
+    redirect a write outside `root`. The path is normalized first (no `..`, no `.`), so with
+    no component a symlink the folder is inside `root` without resolving it (a pipeline makes
+    a folder per datum: resolving both paths was two thirds of the cost).
     """
     folder = root
     for part in normalize_path(rel_folder, allow_root=True).split("/") if rel_folder else []:
@@ -82,8 +84,4 @@ def make_folder_inside(root: Path, rel_folder: str) -> Path:
         if folder.is_symlink():
             raise InvalidArgument(f"{folder} is a symlink; remove it before writing there")
         folder.mkdir(exist_ok=True)
-    base = root.resolve()
-    resolved = folder.resolve()
-    if resolved != base and base not in resolved.parents:
-        raise InvalidArgument(f"{rel_folder!r} would be written outside {root}")
     return folder
