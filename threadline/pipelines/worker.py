@@ -19,6 +19,7 @@ reading or copying their data) and the whole tree is committed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import shutil
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -47,7 +49,7 @@ from threadline.pipelines.yaml_spec import render
 from threadline.storage.files import restore_files
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from threadline.data.repos import DataRepos
 
@@ -94,10 +96,9 @@ def execute_step(job: dict[str, Any]) -> dict[str, Any]:
         if job["step"]["kind"] == "builtin":
             commit_id, counts = _run_builtin(repos, job), (1, 0, 0)
         else:
-            if job["step"]["kind"] == "python":
-                _load_step(job["step"], fresh=True)
+            run = _runner(job["step"])
             with job_environment(job):
-                commit_id, counts = _run_and_commit(repos, job, scratch, log)
+                commit_id, counts = _run_and_commit(repos, job, scratch, log, run)
         return {"commit": commit_id, "processed": counts[0], "skipped": counts[1],
                 "removed": counts[2], "log": log.getvalue()[-LOG_TAIL:],
                 "duration_s": time.perf_counter() - started}
@@ -116,10 +117,9 @@ def process_datums(job: dict[str, Any]) -> dict[str, Any]:
         log = io.StringIO()
         out = scratch / "out"
         out.mkdir()
-        if job["step"]["kind"] == "python":
-            _load_step(job["step"], fresh=True)
+        run = _runner(job["step"])
         with job_environment(job):
-            _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
+            _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log, run)
         files = scan([out])
         with repos.lock.shared(), repos.content.writer() as writer:
             manifest = build_manifest(files, writer, None)  # scratch paths: no stat cache
@@ -206,16 +206,16 @@ def _checkout_inputs(repos: DataRepos, job: dict[str, Any], scratch: Path) -> di
 
 
 def _run_datums(repos: DataRepos, job: dict[str, Any], folders: dict[str, Path], scratch: Path,
-                out: Path, log: io.StringIO) -> None:
+                out: Path, log: io.StringIO, run: _Run) -> None:
     plan, datum_input = job["plan"], job["plan"]["datum_input"]
     datum_dirs = _restore_datums(repos, job, scratch / "datums")
     for (name, _files), folder in zip(plan["process"], datum_dirs):
         target = make_folder_inside(out, name)
-        _invoke(job["step"], {**folders, datum_input: folder}, target, job["params"], log)
+        run({**folders, datum_input: folder}, target, job["params"], log)
 
 
-def _run_and_commit(repos: DataRepos, job: dict[str, Any], scratch: Path,
-                    log: io.StringIO) -> tuple[str, tuple[int, int, int]]:
+def _run_and_commit(repos: DataRepos, job: dict[str, Any], scratch: Path, log: io.StringIO,
+                    run: _Run) -> tuple[str, tuple[int, int, int]]:
     plan = job["plan"]
     out = scratch / "out"
     out.mkdir()
@@ -224,11 +224,10 @@ def _run_and_commit(repos: DataRepos, job: dict[str, Any], scratch: Path,
         produced = [FileEntry(p, k, s, c, bool(x), r) for p, k, s, c, x, r in plan["produced"]]
         processed = plan["processed_count"]
     elif plan.get("datum_input") is None:
-        _invoke(job["step"], _checkout_inputs(repos, job, scratch), out, job["params"], log)
+        run(_checkout_inputs(repos, job, scratch), out, job["params"], log)
         processed = 1
     else:
-        with job_environment(job):
-            _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log)
+        _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log, run)
         processed = len(plan["process"])
     return _commit(repos, job, out, produced), (processed, len(plan.get("reuse", [])),
                                                 len(plan.get("removed", [])))
@@ -258,26 +257,39 @@ def _restore_datums(repos: DataRepos, job: dict[str, Any], root: Path) -> list[P
     return folders
 
 
-def _load_step(step: dict[str, Any], *, fresh: bool = False) -> tuple[Callable[..., Any], str]:
-    """The step's function (`fresh`: its project's modules re-imported if their files changed
-    since this long-lived worker imported them - once a job, not once a datum)."""
+def _load_step(step: dict[str, Any]) -> tuple[Callable[..., Any], str]:
+    """The step's function, its project's modules re-imported first if their files changed
+    since this long-lived worker imported them."""
     # The driver's project folder, where it exists here; on another machine of a Ray cluster
     # the project arrives as the job's working directory instead (already on sys.path), and a
     # missing driver path must not shadow it.
     if step.get("path") and step["path"] not in sys.path and os.path.isdir(step["path"]):
         sys.path.insert(0, step["path"])
-    return load_function(step["target"], fresh=fresh)
+    return load_function(step["target"], fresh=True)
 
 
-def _invoke(step: dict[str, Any], inputs: dict[str, Path], out: Path, params: dict[str, Any],
-            log: io.StringIO) -> None:
-    """Run the step's function or command once."""
-    if step["kind"] == "python":
-        fn, out_arg = _load_step(step)
+#: a step ready to run once: (inputs by name, output folder, parameters, log)
+_Run = Callable[[dict[str, Path], Path, dict[str, Any], io.StringIO], None]
+
+
+def _runner(step: dict[str, Any]) -> _Run:
+    """The step's function or command, ready to run once per datum (a Python step's function
+    is loaded - and its project's changed modules re-imported - once per job)."""
+    if step["kind"] != "python":
+        return functools.partial(_run_command, step)
+    fn, out_arg = _load_step(step)
+
+    def run(inputs: dict[str, Path], out: Path, params: dict[str, Any], log: io.StringIO) -> None:
         kwargs = {**params, **inputs, out_arg: out}
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             fn(**kwargs)
-        return
+
+    return run
+
+
+def _run_command(step: dict[str, Any], inputs: dict[str, Path], out: Path, params: dict[str, Any],
+                 log: io.StringIO) -> None:
+    """Run a command step once."""
     argv = render(tuple(step["argv"]), {k: str(v) for k, v in inputs.items()}, str(out), params)
     if argv and argv[0] == "python":  # the interpreter running threadline, not whatever is on PATH
         argv[0] = sys.executable
