@@ -268,6 +268,8 @@ class _Driver:
         outcome.status = "running"
         self._emit(outcome, status="running", reason="; ".join(plan.reasons),
                    started_at=datetime.now(UTC), **common)
+        if plan.datums is not None:
+            plan.datums.packed()  # now, while the worker runs, rather than once it is done
 
     def _submit(self, plan: StepPlan, fn: Callable[..., Any], job: dict[str, Any], part: str) -> None:
         assert self.executor is not None

@@ -18,7 +18,7 @@ import blake3
 from threadline.pipelines import codehash, datums, envhash
 from threadline.pipelines.cache import KeyParts, explain
 from threadline.pipelines.python_api import load_function
-from threadline.pipelines.runs import entry_datums
+from threadline.pipelines.runs import DatumKeys, entry_datums
 
 if TYPE_CHECKING:
     from threadline.config import Settings
@@ -41,8 +41,8 @@ class StepPlan:
     reasons: list[str] = field(default_factory=list)
     job: dict[str, Any] | None = None
     datums_total: int = 0
-    #: a datum step's datums, name -> key, kept with its cache entry once its output exists
-    datums: dict[str, str] | None = None
+    #: a datum step's datums, kept with its cache entry once its output exists
+    datums: DatumKeys | None = None
 
 
 def resolve_refs(repos: DataRepos, pipeline: PipelineSpec) -> dict[str, tuple[CommitInfo, str]]:
@@ -132,8 +132,8 @@ class Planner:
         parts = KeyParts(content, commits, self.code_hash(step), dict(step.params),
                          envhash.fingerprint(), datum_input.name if datum_input else None, extra)
         key = parts.key()
-        plan = StepPlan(step.name, repo, parts, key, datums_total=len(current or {}),
-                        datums={name: d.key for name, d in current.items()} if current is not None else None)
+        keys = DatumKeys({n: d.key for n, d in current.items()}) if current is not None else None
+        plan = StepPlan(step.name, repo, parts, key, datums_total=len(current or {}), datums=keys)
         hit = self.store.cached(self.pipeline.name, step.name, key)
         if hit is not None and self._exists(hit.output_repo, hit.output_commit):
             plan.cached = hit.output_commit

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -81,18 +82,45 @@ _STEP_FIELDS = ("status", "reason", "cache_key", "key_parts", "output_repo", "ou
                 "log_tail", "error", "started_at", "ended_at")
 
 
-def _pack_datums(datums: dict[str, str]) -> bytes:
-    return zstandard.ZstdCompressor().compress(json.dumps(datums, separators=(",", ":")).encode())
+class DatumKeys:
+    """A datum step's datums (name -> key), and the packed form its cache entry stores.
+
+    Packed once, when first asked: the engine asks while the step's worker runs, so a run
+    waits for neither the packing nor (in a process that wrote the entry) its unpacking.
+    """
+
+    __slots__ = ("_packed", "keys")
+
+    def __init__(self, keys: dict[str, str]) -> None:
+        self.keys = keys
+        self._packed: bytes | None = None
+
+    def packed(self) -> bytes:
+        """zstd-compressed JSON."""
+        if self._packed is None:
+            text = json.dumps(self.keys, separators=(",", ":")).encode()
+            self._packed = zstandard.ZstdCompressor().compress(text)
+        return self._packed
+
+
+#: the datums of the cache entry this process wrote last, per (pipeline, step): a watching
+#: driver's next run of the step reads them back without unpacking (`entry_datums`)
+_WRITTEN: OrderedDict[tuple[str, str], DatumKeys] = OrderedDict()
+_WRITTEN_MAX = 64
 
 
 def entry_datums(entry: CacheEntry) -> dict[str, str] | None:
     """The datums (name -> key) a cache entry's output was made from; None if not recorded.
+    The mapping is shared: read it, do not change it.
 
     Damaged keys are reported and treated as not recorded: the step then processes every
     datum again, which is slower but gives the same output.
     """
     if entry.datums is None:
         return None
+    written = _WRITTEN.get((entry.pipeline, entry.step))
+    if written is not None and written.packed() == entry.datums:
+        return written.keys
     try:
         value = json.loads(zstandard.ZstdDecompressor().decompress(entry.datums))
     except (zstandard.ZstdError, ValueError) as exc:
@@ -219,17 +247,22 @@ class RunStore:
             self._update_step(conn, run_id, step, values)
 
     def succeed(self, run_id: str, pipeline: str, step: str, *, key: str, base_key: str, repo: str,
-                commit: str, datums: dict[str, str] | None = None, **values: Any) -> None:
+                commit: str, datums: DatumKeys | None = None, **values: Any) -> None:
         """Mark a step run succeeded with `values` and remember key -> output commit (and, for a
         datum step, the datums it was made from), in one transaction: a driver killed here
         leaves both written or neither."""
         entry = {"pipeline": pipeline, "step": step, "key": key, "base_key": base_key,
                  "output_repo": repo, "output_commit": commit, "created_at": datetime.now(UTC),
-                 "datums": _pack_datums(datums) if datums is not None else None}
+                 "datums": datums.packed() if datums is not None else None}
         with self.db.begin() as conn:
             self._update_step(conn, run_id, step, {**values, "status": "succeeded",
                                                    "output_repo": repo, "output_commit": commit})
             conn.execute(_upsert_cache_entry(conn.dialect.name), entry)
+        if datums is not None:
+            _WRITTEN[pipeline, step] = datums
+            _WRITTEN.move_to_end((pipeline, step))
+            while len(_WRITTEN) > _WRITTEN_MAX:
+                _WRITTEN.popitem(last=False)
 
     @staticmethod
     def _update_step(conn: Connection, run_id: str, step: str, values: dict[str, Any]) -> None:

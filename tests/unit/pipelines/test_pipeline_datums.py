@@ -163,6 +163,23 @@ def test_datum_keys_live_with_the_cache_entry_and_older_or_damaged_ones_still_wo
     assert added(22) == (1, 22)  # the keys were written again
 
 
+def test_datum_keys_this_process_wrote_are_read_back_without_unpacking(project: Project) -> None:
+    files = _files(20)
+    project.commit("raw", files)
+    spec = project.module("dat_steps", STEPS.format(source="raw@main", datums="file")).pipe.spec()
+    project.run(spec)
+    with project.repos.db.session() as session:
+        (entry,) = session.scalars(select(PipelineCacheRow).where(PipelineCacheRow.step == "measure"))
+        session.expunge(entry)
+    keys = runs.entry_datums(entry)
+    assert keys is not None
+    assert sorted(keys) == sorted(files)
+    assert runs.entry_datums(entry) is keys  # the mapping the run wrote, not a new decoding
+    # stored bytes that are not what this process wrote are unpacked (and checked) instead
+    entry.datums = b"not zstd"
+    assert runs.entry_datums(entry) is None
+
+
 def test_a_parameter_change_reprocesses_every_datum(project: Project) -> None:
     project.commit("raw", _files(5))
     spec = project.module("dat_steps", STEPS.format(source="raw@main", datums="file")).pipe.spec()
