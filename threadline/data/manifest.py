@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
 FORMAT = "threadline.manifest/1"
+_ROW = json.JSONEncoder(separators=(",", ":"))  # a row of `encode`, as json.dumps writes it
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,20 @@ class Manifest:
     def __init__(self, entries: Iterable[FileEntry] = ()) -> None:
         self.files: dict[str, FileEntry] = {e.path: e for e in sorted(entries, key=lambda e: e.path)}
         self._sorted: list[str] | None = None
+        #: path -> that file's row of `encode`, for the files encoded already
+        self._rows: dict[str, str] = {}
+
+    def updated(self, entries: Iterable[FileEntry]) -> Manifest:
+        """This tree with `entries` added, each replacing the file at its path.
+
+        The result encodes the files it kept from this tree with the rows this tree encoded
+        already: a commit adding a few files to a big tree (a pipeline's datum step, on every
+        run of a watch) does not re-encode the whole tree.
+        """
+        new = {e.path: e for e in entries}
+        out = Manifest([*(e for e in self.files.values() if e.path not in new), *new.values()])
+        out._rows = {path: row for path, row in self._rows.items() if path not in new}
+        return out
 
     def __len__(self) -> int:
         return len(self.files)
@@ -95,11 +110,13 @@ class Manifest:
             yield paths[i]
 
     def encode(self) -> bytes:
-        """Canonical bytes (the same tree always gives the same bytes, hence the same key)."""
-        rows = [
-            [e.path, e.key, e.size, e.chunks, e.executable, e.rows] for e in self.files.values()
-        ]
-        return json.dumps({"files": rows, "format": FORMAT}, separators=(",", ":")).encode()
+        """Canonical bytes (the same tree always gives the same bytes, hence the same key):
+        `json.dumps({"files": rows, "format": FORMAT}, separators=(",", ":"))`, a row at a time."""
+        rows = self._rows
+        for path, e in self.files.items():
+            if path not in rows:
+                rows[path] = _ROW.encode([e.path, e.key, e.size, e.chunks, e.executable, e.rows])
+        return f'{{"files":[{",".join([rows[p] for p in self.files])}],"format":"{FORMAT}"}}'.encode()
 
     @classmethod
     def decode(cls, blob: bytes, key: str) -> Manifest:

@@ -367,9 +367,7 @@ class DataRepos:
                         given = {e.path for e in manifest}
                         manifest = Manifest([*(e for e in entries if e.path not in given), *manifest])
                     if update and head is not None:
-                        replaced = {e.path for e in manifest}
-                        kept = [e for e in self.manifest(head) if e.path not in replaced]
-                        manifest = Manifest([*kept, *manifest])
+                        manifest = self.manifest(head).updated(manifest)
                     manifest_key = writer.put_blob(manifest.encode())
             finally:
                 if cache is not None:

@@ -41,17 +41,22 @@ def split(entries: Iterable[FileEntry], base: str, spec: DatumSpec) -> dict[str,
     strip = len(base) + 1 if base else 0
     if len(_FILE_KEYS) > _FILE_KEYS_MAX:
         _FILE_KEYS.clear()
+    if len(_FILE_DATUMS) > _FILE_KEYS_MAX:
+        _FILE_DATUMS.clear()
     if spec.kind in ("file", "glob"):  # a datum per file: no grouping (a watch re-plans often)
         out: dict[str, Datum] = {}
-        known = _FILE_KEYS.get
+        known = _FILE_DATUMS.get
+        glob = spec.pattern if spec.kind == "glob" else None
         for entry in entries:
-            rel = entry.path[strip:]
-            if spec.kind == "glob" and not fnmatch.fnmatchcase(rel, spec.pattern):
+            if glob is not None and not fnmatch.fnmatchcase(entry.path[strip:], glob):
                 continue
-            key = known((rel, entry.key, entry.executable))
-            if key is None:
-                key = _file_key(rel, entry.key, entry.executable)
-            out[rel] = Datum(rel, (entry.path,), key)
+            seen = (entry.path, strip, entry.key, entry.executable)
+            datum = known(seen)
+            if datum is None:
+                rel = entry.path[strip:]
+                datum = _FILE_DATUMS[seen] = Datum(rel, (entry.path,),
+                                                   _file_key(rel, entry.key, entry.executable))
+            out[datum.name] = datum
         return out
     groups: dict[str, list[FileEntry]] = {}
     for entry in entries:
@@ -77,6 +82,9 @@ def split(entries: Iterable[FileEntry], base: str, spec: DatumSpec) -> dict[str,
 #: a watching process re-plans a step on every new commit, and most files are the last run's
 _FILE_KEYS: dict[tuple[str, str, bool], str] = {}
 _FILE_KEYS_MAX = 200_000
+#: the one-file datums themselves, by (path, length of the base folder's prefix, content key,
+#: executable): re-planning then builds no new datum for a file it saw before
+_FILE_DATUMS: dict[tuple[str, int, str, bool], Datum] = {}
 
 
 def _file_key(rel: str, key: str, executable: bool) -> str:

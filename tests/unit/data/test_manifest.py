@@ -39,6 +39,28 @@ def test_encoding_is_canonical() -> None:
     assert forward.isascii()
 
 
+def test_encoding_is_the_json_of_format_1_byte_for_byte() -> None:
+    # the bytes name the tree: a manifest written by an earlier version must get the same key
+    odd = [FileEntry(p, KEY, i, 1, bool(i % 2), None if i % 3 else i) for i, p in
+           enumerate(['q"uote', "back\\slash", "tab\there", "日本/語", "emoji😀", "a/b/c"])]
+    for manifest in (Manifest(), Manifest(_entries()), Manifest(odd)):
+        rows = [[e.path, e.key, e.size, e.chunks, e.executable, e.rows] for e in manifest]
+        assert manifest.encode() == json.dumps({"files": rows, "format": FORMAT},
+                                               separators=(",", ":")).encode()
+
+
+def test_updated_adds_and_replaces_and_encodes_like_a_new_manifest() -> None:
+    base = Manifest(_entries())
+    base.encode()  # its rows are reused below
+    replaced = FileEntry("z.csv", "01" * 32, 11, 1, False, 4)
+    added = FileEntry("b/new.txt", "23" * 32, 5, 1)
+    updated = base.updated([replaced, added])
+    expected = Manifest([_entries()[1], _entries()[2], replaced, added])
+    assert updated == expected
+    assert updated.encode() == expected.encode()
+    assert base == Manifest(_entries())  # unchanged
+
+
 def test_empty_manifest() -> None:
     empty = Manifest()
     assert Manifest.decode(empty.encode(), "m") == empty
