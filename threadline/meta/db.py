@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: the newest migration in `migrations/versions` (a test keeps the two equal); checking it with
 #: one query lets every command start without importing Alembic (~50 ms)
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 
 def hex_prefix(column: SQLColumnExpression[str], prefix: str) -> ColumnElement[bool]:

@@ -349,6 +349,9 @@ class PipelineStepRunRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
+    #: a step's newest finished run (`RunStore.last_parts`), whatever the number of runs
+    __table_args__ = (Index("ix_pipeline_step_runs_step_ended", "step", "ended_at"),)
+
 
 class PipelineCacheRow(Base):
     """A finished step: cache key -> the output commit it produced (written after the commit)."""

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from threadline.errors import InvalidArgument, NotFound
+from threadline.pipelines.cache import KeyParts
 from threadline.pipelines.impact import impact
-from threadline.pipelines.runs import RunStore
+from threadline.pipelines.runs import _LAST_PARTS, RunStore
 from threadline.pipelines.triggers import changed_inputs, cron_due, cron_matches, parse_cron, watch
 
 if TYPE_CHECKING:
@@ -62,6 +63,26 @@ def test_runs_are_listed_and_shown_with_steps_datums_and_logs(project: Project) 
         store.get("ffff")
     with pytest.raises(InvalidArgument, match="too short"):
         store.get("ab")
+
+
+def test_a_steps_newest_run_is_found_by_index_however_many_runs_there_are(project: Project) -> None:
+    store = RunStore(project.repos.db)
+    assert store.last_parts("p", "s") is None
+    for n, pipeline in enumerate(["p", "p", "other"]):
+        run = store.start(pipeline, trigger="watch", executor="local", params={}, inputs={}, steps=["s"])
+        store.succeed(run, pipeline, "s", key=f"k{n}", base_key="b", repo="r", commit=f"{n}" * 64,
+                      key_parts=KeyParts({}, {}, f"code{n}", {}, "env", None, {}).to_dict(),
+                      ended_at=datetime(2026, 1, 1 + n, tzinfo=UTC))
+    newest = store.last_parts("p", "s")
+    assert newest is not None
+    assert (newest[0].code, newest[1]) == ("code1", "1" * 64)  # not the other pipeline's
+    # a watch makes thousands of runs: the look-up must not read (and sort) every one of them
+    with project.repos.db.connect() as conn:
+        query = _LAST_PARTS.params(pipeline="p", step="s").compile(
+            dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        plan = " / ".join(row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
+    assert "ix_pipeline_step_runs_step_ended" in plan
+    assert "TEMP B-TREE" not in plan
 
 
 def test_impact_lists_downstream_steps_and_latest_outputs(project: Project) -> None:
