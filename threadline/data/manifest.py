@@ -53,16 +53,24 @@ class Manifest:
         #: path -> that file's row of `encode`, for the files encoded already
         self._rows: dict[str, str] = {}
 
-    def updated(self, entries: Iterable[FileEntry]) -> Manifest:
-        """This tree with `entries` added, each replacing the file at its path.
+    def updated(self, entries: Iterable[FileEntry], drop: Iterable[str] = ()) -> Manifest:
+        """This tree without the files at or under each path of `drop`, with `entries` added
+        (each replacing the file at its path).
 
-        The result encodes the files it kept from this tree with the rows this tree encoded
-        already: a commit adding a few files to a big tree (a pipeline's datum step, on every
-        run of a watch) does not re-encode the whole tree.
+        The rows this tree encoded already move to the result, for the files it keeps: a commit
+        changing a few files of a big tree (a pipeline's datum step, on every run of a watch)
+        then does not re-encode the whole tree. This tree encodes afresh if asked again.
         """
         new = {e.path: e for e in entries}
-        out = Manifest([*(e for e in self.files.values() if e.path not in new), *new.values()])
-        out._rows = {path: row for path, row in self._rows.items() if path not in new}
+        gone = {*new}
+        for path in drop:
+            gone.update(self._paths_under(path + "/"))
+            gone.add(path)
+        out = Manifest([*(e for e in self.files.values() if e.path not in gone), *new.values()])
+        rows, self._rows = self._rows, {}
+        for path in gone:
+            rows.pop(path, None)
+        out._rows = rows
         return out
 
     def __len__(self) -> int:

@@ -298,6 +298,7 @@ class DataRepos:
         metadata: dict[str, Any] | None = None,
         prefix: str = "",
         update: bool = False,
+        drop: Sequence[str] = (),
         produced_by: Node | None = None,
         derived_from: Sequence[tuple[Node, str]] = (),
         allow_empty: bool = False,
@@ -317,6 +318,8 @@ class DataRepos:
             prefix: in-repo folder to place the files under.
             update: keep the parent's files that `paths` do not replace (default: the commit's
                 tree is exactly `paths`).
+            drop: with `update`, in-repo files or folders of the parent's tree to leave out (the
+                outputs of a pipeline's changed or removed datums).
             produced_by: the run or step that made this data, recorded in lineage.
             derived_from: (node, relation) pairs this data was made from, e.g. the input
                 commit of a preparation step; each becomes a lineage edge to the new commit.
@@ -338,6 +341,9 @@ class DataRepos:
             meta_json = json.loads(json.dumps(metadata or {}))
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(f"commit metadata must be JSON-serialisable: {exc}") from exc
+        if drop and not update:
+            raise InvalidArgument("drop= leaves files of the parent out: it needs update=True")
+        drop = [normalize_path(path) for path in drop]
         if onto is not None and (onto.repo.name, onto.branch) != (
                 spec.repo, spec.rev or onto.repo.default_branch):
             raise InvalidArgument(f"onto is {onto.spec}, not the branch {ref} being committed to")
@@ -367,7 +373,7 @@ class DataRepos:
                         given = {e.path for e in manifest}
                         manifest = Manifest([*(e for e in entries if e.path not in given), *manifest])
                     if update and head is not None:
-                        manifest = self.manifest(head).updated(manifest)
+                        manifest = self.manifest(head).updated(manifest, drop)
                     manifest_key = writer.put_blob(manifest.encode())
             finally:
                 if cache is not None:

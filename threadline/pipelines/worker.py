@@ -9,11 +9,12 @@ returning the commit id. Any error before that commit publishes nothing; the scr
 always removed.
 
 Datum steps run the step once per datum to process, with the datum input's folder holding
-only that datum's files and the output folder being `<output>/<datum>/`. When the run only adds
-datums on top of the branch's head, the new outputs are committed with `update=True` (the
-head's files are kept as manifest entries: nothing is copied); otherwise the unchanged datums'
-outputs go into the new tree as manifest entries of the earlier output commit (again without
-reading or copying their data) and the whole tree is committed.
+only that datum's files and the output folder being `<output>/<datum>/`. When the branch's
+head is the output the plan compared with, the new outputs are committed with `update=True`,
+dropping the changed and removed datums' folders (the head's other files are kept as manifest
+entries: nothing is copied); otherwise the unchanged datums' outputs go into the new tree as
+manifest entries of the earlier output commit (again without reading or copying their data)
+and the whole tree is committed.
 """
 
 from __future__ import annotations
@@ -311,21 +312,23 @@ def _commit(repos: DataRepos, job: dict[str, Any], out: Path, produced: list[Fil
     into = f"{output}@main"
     previous = plan.get("previous")
     update = False
+    drop: list[str] = []
     entries = list(produced)
     onto = None
     if previous is not None:
         onto = repos.resolve(into)
         head = onto.commit
-        adds_only = not plan["removed"] and not plan["changed"]
-        if adds_only and head is not None and head.id == previous:
-            update = True  # the head's files are the reused datums' outputs: keep them as entries
+        if head is not None and head.id == previous:
+            # the head's tree is the outputs of the datums the plan compared with: keep it, less
+            # the outputs of the changed and removed datums (nothing is read or copied)
+            update, drop = True, [*plan["changed"], *plan["removed"]]
         elif plan["reuse"]:
             manifest = repos.manifest(repos.resolve(f"{output}@{previous}").require_commit())
             entries += [entry for name in plan["reuse"] for entry in manifest.under(name)]
     derived = [(commit_node(i["commit"]), f"pipeline.{step['name']}") for i in job["inputs"]]
     result = repos.commit(
         into, [out], f"pipeline {job['pipeline']} step {step['name']} (run {job['run_id'][:8]})",
-        metadata=job["metadata"], update=update, produced_by=Node(RUN_KIND, job["run_id"]),
+        metadata=job["metadata"], update=update, drop=drop, produced_by=Node(RUN_KIND, job["run_id"]),
         derived_from=derived, allow_empty=True, entries=entries, stat_cache=False, onto=onto,
     )
     return result.commit.id

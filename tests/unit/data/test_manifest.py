@@ -59,6 +59,10 @@ def test_updated_adds_and_replaces_and_encodes_like_a_new_manifest() -> None:
     assert updated == expected
     assert updated.encode() == expected.encode()
     assert base == Manifest(_entries())  # unchanged
+    dropped = updated.updated([FileEntry("a/new.bin", KEY, 1, 1)], drop=["a", "b/new.txt", "nothing"])
+    expected = Manifest([_entries()[2], replaced, FileEntry("a/new.bin", KEY, 1, 1)])
+    assert dropped == expected
+    assert dropped.encode() == expected.encode()
 
 
 def test_empty_manifest() -> None:

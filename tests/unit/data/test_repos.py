@@ -144,6 +144,14 @@ def test_commit_snapshot_replaces_tree_update_keeps_other_files(
     assert {e.path: e.size for e in repo.ls()} == {"a": 3, "d/c": 1, "d/new": 1}
     home.commit("r", [make_tree("v5", {"a": b"aaaa"})], "replace", update=True, prefix="")
     assert {e.path: e.size for e in repo.ls()} == {"a": 4, "d/c": 1, "d/new": 1}
+    # drop: leave files and whole folders of the parent out, then add (a folder may come back)
+    home.commit("r", [make_tree("v6", {"d/c2": b"22"})], "redo d", update=True, drop=["d", "a"])
+    assert {e.path: e.size for e in repo.ls()} == {"d/c2": 2}
+    with pytest.raises(InvalidArgument, match="needs update=True"):
+        home.commit("r", [make_tree("v7", {"x": b"x"})], "snapshot", drop=["d"])
+    with pytest.raises(InvalidArgument, match="escapes"):
+        home.commit("r", [make_tree("v8", {"x": b"x"})], "bad", update=True, drop=["../d"])
+    assert {e.path: e.size for e in repo.ls()} == {"d/c2": 2}
 
 
 def test_commit_prefix_and_single_files(make_repo: MakeRepo, home: DataRepos, make_tree: MakeTree) -> None:
