@@ -66,7 +66,10 @@ class Manifest:
         for path in drop:
             gone.update(self._paths_under(path + "/"))
             gone.add(path)
-        out = Manifest([*(e for e in self.files.values() if e.path not in gone), *new.values()])
+        files = {path: e for path, e in self.files.items() if path not in gone}
+        files.update(new)
+        out = Manifest()
+        out.files = {path: files[path] for path in sorted(files)}  # sorting strings, not entries
         rows, self._rows = self._rows, {}
         for path in gone:
             rows.pop(path, None)
