@@ -59,8 +59,14 @@ def project_root(module_name: str) -> Path | None:
         return None
     if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
         return None
-    origin = Path(spec.origin).resolve()
-    top = origin.parent.parent if origin.name == "__init__.py" else origin.parent
+    return _root_of(spec.origin)
+
+
+@functools.lru_cache(maxsize=256)
+def _root_of(origin: str) -> Path | None:
+    """The project folder of a top-level module's file (asked before every plan and job)."""
+    path = Path(origin).resolve()
+    top = path.parent.parent if path.name == "__init__.py" else path.parent
     return None if _is_installed(top) else top
 
 
