@@ -132,8 +132,8 @@ class Planner:
         parts = KeyParts(content, commits, self.code_hash(step), dict(step.params),
                          envhash.fingerprint(), datum_input.name if datum_input else None, extra)
         key = parts.key()
-        keys = DatumKeys({n: d.key for n, d in current.items()}) if current is not None else None
-        plan = StepPlan(step.name, repo, parts, key, datums_total=len(current or {}), datums=keys)
+        plan = StepPlan(step.name, repo, parts, key, datums_total=len(current or {}),
+                        datums=DatumKeys(current) if current is not None else None)
         hit = self.store.cached(self.pipeline.name, step.name, key)
         if hit is not None and self._exists(hit.output_repo, hit.output_commit):
             plan.cached = hit.output_commit

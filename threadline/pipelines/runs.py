@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from threadline.meta.db import Database
+    from threadline.pipelines.datums import Datum
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +84,25 @@ _STEP_FIELDS = ("status", "reason", "cache_key", "key_parts", "output_repo", "ou
 
 
 class DatumKeys:
-    """A datum step's datums (name -> key), and the packed form its cache entry stores.
+    """A datum step's datums as keys (name -> key), and the packed form its cache entry stores.
 
-    Packed once, when first asked: the engine asks while the step's worker runs, so a run
-    waits for neither the packing nor (in a process that wrote the entry) its unpacking.
+    Both are made once, when first asked: the engine asks while the step's worker runs, so a
+    run waits for neither the packing nor (in a process that wrote the entry) its unpacking.
     """
 
-    __slots__ = ("_packed", "keys")
+    __slots__ = ("_datums", "_keys", "_packed")
 
-    def __init__(self, keys: dict[str, str]) -> None:
-        self.keys = keys
+    def __init__(self, datums: dict[str, Datum]) -> None:
+        self._datums = datums
+        self._keys: dict[str, str] | None = None
         self._packed: bytes | None = None
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """Datum name -> datum key."""
+        if self._keys is None:
+            self._keys = {name: datum.key for name, datum in self._datums.items()}
+        return self._keys
 
     def packed(self) -> bytes:
         """zstd-compressed JSON."""
