@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import blake3
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import OperationalError as DBOperationalError
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
-    from sqlalchemy import Row, Table
+    from sqlalchemy import ColumnElement, Row, Select, Table
     from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
@@ -69,8 +69,23 @@ _COMMITS = cast("Table", CommitRow.__table__)
 _REF_LOG = cast("Table", RefLogRow.__table__)
 _REPO_NAMED = select(_REPOS.c.id, _REPOS.c.name, _REPOS.c.default_branch).where(
     _REPOS.c.name == bindparam("name"))
-_REFS_NAMED = select(_REFS.c.kind, _REFS.c.commit_id).where(
-    _REFS.c.repo_id == bindparam("repo_id"), _REFS.c.name == bindparam("name"))
+
+
+def _resolving(ref_name: ColumnElement[str]) -> Select[Any]:
+    """A repo by name, with its ref called `ref_name` and that ref's commit, if any."""
+    return (
+        select(_REPOS.c.id, _REPOS.c.name, _REPOS.c.default_branch,
+               _REFS.c.kind.label("ref_kind"), _REFS.c.commit_id.label("ref_commit"),
+               *(column.label(f"commit_{column.key}") for column in _COMMITS.c))
+        .select_from(_REPOS.outerjoin(_REFS, and_(_REFS.c.repo_id == _REPOS.c.id,
+                                                  _REFS.c.name == ref_name))
+                     .outerjoin(_COMMITS, _COMMITS.c.id == _REFS.c.commit_id))
+        .where(_REPOS.c.name == bindparam("name")))
+
+
+#: resolving `repo@rev` and `repo` (its default branch): one query each
+_RESOLVE_REV = _resolving(bindparam("rev"))
+_RESOLVE_DEFAULT = _resolving(_REPOS.c.default_branch)
 _COMMIT_BY_ID = select(_COMMITS).where(_COMMITS.c.id == bindparam("id"))
 _COMMIT_IN_REPO = select(_COMMITS.c.id).join(_REPOS, _REPOS.c.id == _COMMITS.c.repo_id).where(
     _COMMITS.c.id == bindparam("id"), _REPOS.c.name == bindparam("name"))
@@ -89,15 +104,17 @@ def commit_node(commit_id: str) -> Node:
     return Node(COMMIT_KIND, commit_id)
 
 
-def _commit_info(row: Row[Any], repo: str) -> CommitInfo:
-    """A commit from a row of `commits` (a Core row: the column is `metadata`, not `meta`)."""
+def _commit_info(row: Row[Any], repo: str, prefix: str = "") -> CommitInfo:
+    """A commit from the columns of `commits` in a Core row (named `prefix` + column: the
+    column is `metadata`, not `meta`)."""
     values = row._mapping
-    created = values["created_at"]
+    created = values[f"{prefix}created_at"]
     created = created if created.tzinfo else created.replace(tzinfo=UTC)
     return CommitInfo(
-        values["id"], repo, list(values["parents"]), values["manifest"], values["message"],
-        values["author"], created, dict(values["metadata"]), values["file_count"],
-        values["total_bytes"],
+        values[f"{prefix}id"], repo, list(values[f"{prefix}parents"]), values[f"{prefix}manifest"],
+        values[f"{prefix}message"], values[f"{prefix}author"], created,
+        dict(values[f"{prefix}metadata"]), values[f"{prefix}file_count"],
+        values[f"{prefix}total_bytes"],
     )
 
 
@@ -229,22 +246,29 @@ class DataRepos:
     def resolve(self, ref: str | RefSpec) -> Resolved:
         """Resolve `repo[@rev][~N][:path]` to a commit: branch first, then tag, then id prefix."""
         spec = parse_ref(ref) if isinstance(ref, str) else ref
+        name = check_name(spec.repo, "repo name")
         with self.db.connect() as conn:
-            found = conn.execute(_REPO_NAMED, {"name": check_name(spec.repo, "repo name")}).first()
+            if spec.rev:
+                found = conn.execute(_RESOLVE_REV, {"name": name, "rev": spec.rev}).first()
+            else:
+                found = conn.execute(_RESOLVE_DEFAULT, {"name": name}).first()
             if found is None:
                 raise _no_repo(spec.repo)
-            repo = RepoKey(*found)
+            repo = RepoKey(found.id, found.name, found.default_branch)
             rev = spec.rev or repo.default_branch
-            refs = dict(conn.execute(_REFS_NAMED, {"repo_id": repo.id, "name": rev}).all())
             branch: str | None = None
             commit_id: str | None
-            if "branch" in refs:
-                branch, commit_id = rev, refs["branch"]
-            elif "tag" in refs:
-                commit_id = refs["tag"]
+            if found.ref_kind == "branch":
+                branch, commit_id = rev, found.ref_commit
+            elif found.ref_kind == "tag":
+                commit_id = found.ref_commit
             else:
                 commit_id = self._by_prefix(conn, repo, rev, str(spec))
-            commit = self._load_commit(conn, repo, commit_id) if commit_id else None
+            commit: CommitInfo | None = None
+            if commit_id and commit_id == found.commit_id and found.commit_repo_id == repo.id:
+                commit = _commit_info(found, repo.name, "commit_")
+            elif commit_id:
+                commit = self._load_commit(conn, repo, commit_id)
             for step in range(spec.back):
                 if commit is None or not commit.parents:
                     raise NotFound(f"{spec} goes back {spec.back} commits but the history "
