@@ -148,6 +148,9 @@ class ObjectStoreConformance:
         assert [i.key for i in object_store.list()] == ["p/a/y", "p/a/z", "p/b", "pz", "q/a"]
         assert [i.key for i in object_store.list("p")] == ["p/a/y", "p/a/z", "p/b", "pz"]
         assert list(object_store.list("nothing/")) == []
+        assert [i.key for i in object_store.list("p/a")] == ["p/a/y", "p/a/z"]
+        assert [i.key for i in object_store.list("p/a/z")] == ["p/a/z"]
+        assert list(object_store.list("p/a/zz")) == []
         assert all(i.mtime >= 0 for i in object_store.list())
 
     def test_delete_many_ignores_missing_keys(self, object_store: ObjectStore) -> None:

@@ -212,9 +212,13 @@ class LocalObjectStore(ObjectStore):
         return {key for key in keys if self._path(key).is_file()}
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Walk the root (skipping the temp folder) and yield blobs under `prefix` in key order."""
+        """Walk the folder `prefix` names (skipping the temp folder) and yield blobs under
+        `prefix` in key order."""
         found: list[ObjectInfo] = []
-        for folder, dirs, files in os.walk(self.root):
+        folders = prefix.rpartition("/")[0]
+        if any(part.startswith(".") for part in folders.split("/") if part):
+            return  # hidden folders (the temp folder) hold no blobs
+        for folder, dirs, files in os.walk(os.path.join(self.root, folders) if folders else self.root):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             rel_folder = os.path.relpath(folder, self.root)
             for name in files:
