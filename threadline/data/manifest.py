@@ -52,6 +52,7 @@ class Manifest:
         self._sorted: list[str] | None = None
         #: path -> that file's row of `encode`, for the files encoded already
         self._rows: dict[str, str] = {}
+        self._total_bytes: int | None = None
 
     def updated(self, entries: Iterable[FileEntry], drop: Iterable[str] = ()) -> Manifest:
         """This tree without the files at or under each path of `drop`, with `entries` added
@@ -70,6 +71,9 @@ class Manifest:
         files.update(new)
         out = Manifest()
         out.files = {path: files[path] for path in sorted(files)}  # sorting strings, not entries
+        if self._total_bytes is not None:
+            removed = sum(self.files[path].size for path in gone if path in self.files)
+            out._total_bytes = self._total_bytes - removed + sum(e.size for e in new.values())
         rows, self._rows = self._rows, {}
         for path in gone:
             rows.pop(path, None)
@@ -91,7 +95,9 @@ class Manifest:
     @property
     def total_bytes(self) -> int:
         """Sum of the files' sizes."""
-        return sum(e.size for e in self.files.values())
+        if self._total_bytes is None:
+            self._total_bytes = sum(e.size for e in self.files.values())
+        return self._total_bytes
 
     def get(self, path: str) -> FileEntry | None:
         """The entry at exactly `path`."""

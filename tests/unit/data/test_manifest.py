@@ -51,18 +51,21 @@ def test_encoding_is_the_json_of_format_1_byte_for_byte() -> None:
 
 def test_updated_adds_and_replaces_and_encodes_like_a_new_manifest() -> None:
     base = Manifest(_entries())
-    base.encode()  # its rows are reused below
+    base.encode()  # its rows and its size are reused below
+    assert base.total_bytes == 2_000_010
     replaced = FileEntry("z.csv", "01" * 32, 11, 1, False, 4)
     added = FileEntry("b/new.txt", "23" * 32, 5, 1)
     updated = base.updated([replaced, added])
     expected = Manifest([_entries()[1], _entries()[2], replaced, added])
     assert updated == expected
     assert updated.encode() == expected.encode()
+    assert updated.total_bytes == expected.total_bytes == 2_000_016
     assert base == Manifest(_entries())  # unchanged
     dropped = updated.updated([FileEntry("a/new.bin", KEY, 1, 1)], drop=["a", "b/new.txt", "nothing"])
     expected = Manifest([_entries()[2], replaced, FileEntry("a/new.bin", KEY, 1, 1)])
     assert dropped == expected
     assert dropped.encode() == expected.encode()
+    assert dropped.total_bytes == expected.total_bytes == 12
 
 
 def test_empty_manifest() -> None:
