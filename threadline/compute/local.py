@@ -4,7 +4,9 @@
 down whole, and a worker that dies breaks the entire pool), so this is a small scheduler over
 `multiprocessing` instead: one long-lived worker process per slot, each with a private pipe,
 and one scheduler thread that admits tasks, ships them, collects results and replaces any
-worker that dies or is killed for a timeout or a cancel.
+worker that dies or is killed for a timeout or a cancel. A task submitted while a worker is
+idle and the scheduler is waiting is shipped by the submitting thread itself: one process
+wakes up (the worker) rather than two in turn (the scheduler, then the worker).
 
 Start method: `forkserver` where the platform has it, else `spawn`; never `fork`. The
 scheduler thread (and whatever threads the caller runs) would be copied mid-flight by `fork`,
@@ -194,9 +196,12 @@ class LocalExecutor(Executor):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        # Started on demand, up to `workers`, by the scheduler thread (the only one that
-        # touches them): a run that needs one process does not wait for the others' forks.
+        # Started on demand, up to `workers`, by the scheduler thread: a run that needs one
+        # process does not wait for the others' forks. The workers, their jobs and the free
+        # resources are guarded by _state, which the scheduler holds except while it waits
+        # (a submitting thread that gets it ships a task to an idle worker itself).
         self._workers: list[_Worker] = []
+        self._state = threading.RLock()
         self._thread = threading.Thread(target=self._run, name="threadline-local-executor", daemon=True)
         self._thread.start()
 
@@ -233,7 +238,12 @@ class LocalExecutor(Executor):
             if self._closing:
                 raise InvalidArgument("this LocalExecutor is shut down; open a new one with open_executor()")
             self._pending.append(_Job(handle, payload))
-        self._wake()
+        if self._state.acquire(blocking=False):  # else the scheduler is busy: it ships it next
+            try:
+                self._dispatch(spawn=False)
+            finally:
+                self._state.release()
+        self._wake()  # to watch the worker now busy, or to ship the task
         return handle
 
     def shutdown(self, wait: bool = True) -> None:
@@ -291,14 +301,16 @@ class LocalExecutor(Executor):
                 self._closing = True
                 stranded = [job.handle for job in self._pending]
                 self._pending.clear()
-            stranded.extend(w.job.handle for w in self._workers if w.job is not None)
+            with self._state:
+                stranded.extend(w.job.handle for w in self._workers if w.job is not None)
             lost = RemoteError("SchedulerCrashed", f"the local executor's scheduler crashed ({exc!r}); "
                                "open a new executor")
             for handle in stranded:
                 handle._set_error(failure(handle.task, handle.attempts, lost))
         finally:
-            for worker in self._workers:
-                self._stop(worker, kill=worker.job is not None)
+            with self._state:
+                for worker in self._workers:
+                    self._stop(worker, kill=worker.job is not None)
             with self._lock:
                 self._pipe_closed = True
                 os.close(self._wake_r)
@@ -306,13 +318,14 @@ class LocalExecutor(Executor):
 
     def _step(self) -> bool:
         """One round: start what fits, wait for an event, handle it. False when shut down."""
-        self._dispatch()
-        busy = [w for w in self._workers if w.job is not None]
-        with self._lock:
-            if self._closing and not self._pending and not busy:
-                return False
-        now = time.monotonic()
-        deadlines = [w.job.deadline for w in busy if w.job is not None and w.job.deadline is not None]
+        with self._state:
+            self._dispatch()
+            busy = [w for w in self._workers if w.job is not None]
+            with self._lock:
+                if self._closing and not self._pending and not busy:
+                    return False
+            now = time.monotonic()
+            deadlines = [w.job.deadline for w in busy if w.job is not None and w.job.deadline is not None]
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
         watched: list[Any] = [self._wake_r]
         for worker in busy:
@@ -325,6 +338,12 @@ class LocalExecutor(Executor):
                         break
                 except BlockingIOError:
                     break
+        with self._state:
+            self._handle(busy, ready)
+        return True
+
+    def _handle(self, busy: list[_Worker], ready: set[Any]) -> None:
+        """Collect finished tasks and dead workers, kill cancelled and timed-out tasks."""
         for worker in busy:
             if worker.conn in ready or worker.process.sentinel in ready:
                 self._collect(worker)
@@ -342,16 +361,16 @@ class LocalExecutor(Executor):
                 self._release(worker)
                 self._replace(worker)
                 self._attempt_failed(job, None)
-        return True
 
-    def _dispatch(self) -> None:
-        """Start queued tasks, in order, while the next one fits in an idle worker."""
+    def _dispatch(self, *, spawn: bool = True) -> None:
+        """Start queued tasks, in order, while the next one fits in an idle worker (with
+        `spawn`, starting a worker process for it if the pool is not full yet)."""
         while True:
             idle = next((w for w in self._workers if w.job is None), None)
             with self._lock:
                 if not self._pending:
                     return
-            if idle is None and len(self._workers) < self.workers:
+            if idle is None and spawn and len(self._workers) < self.workers:
                 idle = self._spawn()
                 self._workers.append(idle)
             with self._lock:
