@@ -246,7 +246,7 @@ class _Driver:
             outcome.status = "would run"
             if plan.job and plan.job["plan"]["datum_input"]:
                 dp = plan.job["plan"]
-                outcome.processed, outcome.skipped = len(dp["process"]), len(dp["reuse"])
+                outcome.processed, outcome.skipped = len(dp["process"]), dp["reused"]
                 outcome.removed = len(dp["removed"])
             self._emit(outcome)
             return

@@ -140,7 +140,7 @@ class Planner:
             return plan
         last = self.store.last_parts(self.pipeline.name, step.name)
         plan.reasons = explain(last[0] if last else None, parts) or ["cached output is missing"]
-        datum_plan: dict[str, Any] = {"datum_input": None, "process": [], "reuse": [], "removed": [],
+        datum_plan: dict[str, Any] = {"datum_input": None, "process": [], "reused": 0, "removed": [],
                                       "changed": [], "previous": None}
         metadata: dict[str, Any] = {
             "pipeline": self.pipeline.name, "step": step.name, "run": self.run_id,
@@ -150,11 +150,13 @@ class Planner:
         if datum_input is not None and current is not None and datum_manifest is not None:
             dp, previous_keys = self._datum_plan(step, parts.base_key(), current)
             datum_plan = {
-                "datum_input": datum_input.name, "process": [[d.name, list(d.files)] for d in dp.process],
+                "datum_input": datum_input.name, "datums": str(datum_input.datums),
+                "process": [[d.name, list(d.files)] for d in dp.process],
                 # the files' stored contents, so a worker restores them without reading the manifest
                 "stored": {e.path: [e.key, e.size, e.chunks, e.executable] for d in dp.process
                            for e in map(datum_manifest.files.__getitem__, d.files)},
-                "reuse": dp.reuse, "removed": dp.removed, "previous": dp.previous,
+                # how many, not which: the worker keeps them as the head's files (see worker._commit)
+                "reused": len(dp.reuse), "removed": dp.removed, "previous": dp.previous,
                 "changed": [d.name for d in dp.process if d.name in previous_keys],
             }
             metadata["datum_count"] = len(current)

@@ -45,7 +45,9 @@ from threadline.data.repos import commit_node
 from threadline.data.worktree import build_manifest, scan
 from threadline.errors import InvalidArgument, ThreadlineError
 from threadline.lineage.graph import LineageGraph, Node
+from threadline.pipelines import datums
 from threadline.pipelines.python_api import load_function
+from threadline.pipelines.spec import DatumSpec
 from threadline.pipelines.yaml_spec import render
 from threadline.storage.files import restore_files
 
@@ -230,7 +232,7 @@ def _run_and_commit(repos: DataRepos, job: dict[str, Any], scratch: Path, log: i
     else:
         _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log, run)
         processed = len(plan["process"])
-    return _commit(repos, job, out, produced), (processed, len(plan.get("reuse", [])),
+    return _commit(repos, job, out, produced), (processed, plan.get("reused", 0),
                                                 len(plan.get("removed", [])))
 
 
@@ -322,9 +324,9 @@ def _commit(repos: DataRepos, job: dict[str, Any], out: Path, produced: list[Fil
             # the head's tree is the outputs of the datums the plan compared with: keep it, less
             # the outputs of the changed and removed datums (nothing is read or copied)
             update, drop = True, [*plan["changed"], *plan["removed"]]
-        elif plan["reuse"]:
+        elif plan["reused"]:
             manifest = repos.manifest(repos.resolve(f"{output}@{previous}").require_commit())
-            entries += [entry for name in plan["reuse"] for entry in manifest.under(name)]
+            entries += [entry for name in _reused_datums(repos, job) for entry in manifest.under(name)]
     derived = [(commit_node(i["commit"]), f"pipeline.{step['name']}") for i in job["inputs"]]
     result = repos.commit(
         into, [out], f"pipeline {job['pipeline']} step {step['name']} (run {job['run_id'][:8]})",
@@ -332,6 +334,19 @@ def _commit(repos: DataRepos, job: dict[str, Any], out: Path, produced: list[Fil
         derived_from=derived, allow_empty=True, entries=entries, stat_cache=False, onto=onto,
     )
     return result.commit.id
+
+
+def _reused_datums(repos: DataRepos, job: dict[str, Any]) -> list[str]:
+    """The datums a plan reuses: those of its datum input less those it processes. (A plan
+    ships only their count: it is needed by name only when the output branch moved away from
+    the output they come from, which is rare.)"""
+    plan = job["plan"]
+    item = next(i for i in job["inputs"] if i["name"] == plan["datum_input"])
+    commit = repos.resolve(f"{item['repo']}@{item['commit']}").require_commit()
+    current = datums.split(repos.manifest(commit).under(item["path"]), item["path"],
+                           DatumSpec.parse(plan["datums"]))
+    processed = {name for name, _files in plan["process"]}
+    return [name for name in sorted(current) if name not in processed]
 
 
 def _run_builtin(repos: DataRepos, job: dict[str, Any]) -> str:

@@ -54,11 +54,14 @@ def test_split_by_file_glob_and_partition_names_datums_by_path() -> None:
 
 def test_a_file_datum_key_is_the_same_whether_remembered_or_computed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datums, "_FILE_KEYS", {})
+    monkeypatch.setattr(datums, "_FILE_DATUMS", {})
     entries = [_entry("t/a", "1"), _entry("t/b", "2"), FileEntry("t/c", "3", 1, 1, executable=True)]
     first = datums.split(entries, "t", DatumSpec("file"))
     assert first["a"].key == blake3.blake3(b"a\x001\x000\n").hexdigest()
     assert first["c"].key == blake3.blake3(b"c\x003\x001\n").hexdigest()
-    assert datums.split(entries, "t", DatumSpec("file")) == first  # now from the remembered keys
+    again = datums.split(entries, "t", DatumSpec("file"))
+    assert again == first
+    assert again["a"] is first["a"]  # the remembered datum, not a new one
     moved = datums.split([_entry("u/a", "1")], "u", DatumSpec("file"))
     assert moved["a"].key == first["a"].key  # relative paths name datums
     changed = datums.split([_entry("t/a", "9"), FileEntry("t/c", "3", 1, 1)], "t", DatumSpec("file"))
@@ -66,7 +69,7 @@ def test_a_file_datum_key_is_the_same_whether_remembered_or_computed(monkeypatch
     assert changed["c"].key != first["c"].key  # the executable bit is part of the key
     monkeypatch.setattr(datums, "_FILE_KEYS_MAX", 1)
     assert datums.split(entries, "t", DatumSpec("file")) == first  # a full memory is emptied
-    assert len(datums._FILE_KEYS) == 3
+    assert len(datums._FILE_KEYS) == len(datums._FILE_DATUMS) == 3
 
 
 def test_the_content_key_hashes_the_datums_in_name_order() -> None:
@@ -178,6 +181,28 @@ def test_datum_keys_this_process_wrote_are_read_back_without_unpacking(project: 
     # stored bytes that are not what this process wrote are unpacked (and checked) instead
     entry.datums = b"not zstd"
     assert runs.entry_datums(entry) is None
+
+
+def test_an_output_branch_moved_by_hand_still_gets_every_reused_datum(project: Project) -> None:
+    files = _files(6)
+    project.commit("raw", files)
+    spec = project.module("dat_steps", STEPS.format(source="raw@main", datums="file")).pipe.spec()
+    first = project.run(spec).steps["measure"].commit
+    files.update(_files(1, start=6))
+    project.commit("raw", files)
+    second = project.run(spec).steps["measure"].commit
+    assert second is not None
+    project.repos.rollback("dat-measure@main", f"dat-measure@{first}")  # by hand, meanwhile
+    files.update(_files(1, start=7))
+    project.commit("raw", files)
+    step = project.run(spec).steps["measure"]
+    assert (step.processed, step.skipped) == (1, 7)
+    tree = project.tree("dat-measure")
+    assert {p: k for p, k in tree.items() if not p.startswith("f0007.txt/")} == project.tree(
+        "dat-measure", second)  # the reused outputs come from the output the plan compared with
+    assert project.read("dat-measure", "f0007.txt/name") == b"f0007.txt"
+    head = project.repos.resolve("dat-measure@main").require_commit()
+    assert head.parents == [first]  # committed onto the moved head, not over it
 
 
 def test_a_parameter_change_reprocesses_every_datum(project: Project) -> None:
