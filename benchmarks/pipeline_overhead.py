@@ -150,6 +150,7 @@ def main() -> None:
     import bench_steps  # type: ignore[import-not-found]
 
     from threadline.compute import open_executor
+    from threadline.pipelines import WORKER_MODULES
 
     cold, cached, full, incremental, warm_full, warm_incremental = [], [], [], [], [], []
     first_warm: list[float] = []
@@ -177,8 +178,8 @@ def main() -> None:
             more = run_pipeline(bench_steps.datums.spec(), settings, repos, workers=args.workers)
             incremental.append(time.perf_counter() - t)
             processed.append(more.steps["per_file"].processed)
-            # the same with the executor kept open across runs, as `pipeline watch` does
-            warm = open_executor("local", workers=args.workers)
+            # the same with the executor kept open across runs, opened as `pipeline watch` does
+            warm = open_executor("local", workers=args.workers, preload=WORKER_MODULES)
             try:
                 warm.submit(_task()).result()  # start the workers
                 spec = bench_steps.datums.spec()
@@ -239,6 +240,7 @@ def _history(runs: int, datums: int, workers: int) -> None:
     """Whether a watch slows down as its home's history grows: the same change (10 of the
     files rewritten) every run, so only the history differs between the first runs and the last."""
     from threadline.compute import open_executor
+    from threadline.pipelines import WORKER_MODULES
     from threadline.pipelines.engine import run_pipeline
 
     work = Path(tempfile.mkdtemp(prefix="tl-bench-history-"))
@@ -251,7 +253,7 @@ def _history(runs: int, datums: int, workers: int) -> None:
         root = work / "home"
         root.mkdir()
         settings, repos = _home(root, datums)
-        executor = open_executor("local", workers=workers)
+        executor = open_executor("local", workers=workers, preload=WORKER_MODULES)  # as a watch
         try:
             run_pipeline(bench_steps.datums.spec(), settings, repos, executor=executor)
             src = root / "src-many"
