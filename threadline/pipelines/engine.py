@@ -241,9 +241,8 @@ class _Driver:
             self._emit(outcome, status="cached", reason="cached", output_commit=plan.cached,
                        datums_skipped=plan.datums_total, started_at=now, ended_at=now, **common)
             return
-        outcome.reasons = plan.reasons
         if self.dry_run:
-            outcome.status = "would run"
+            outcome.status, outcome.reasons = "would run", self.planner.reasons(plan)
             if plan.job and plan.job["plan"]["datum_input"]:
                 dp = plan.job["plan"]
                 outcome.processed, outcome.skipped = len(dp["process"]), dp["reused"]
@@ -265,8 +264,8 @@ class _Driver:
                 self._submit(plan, process_datums, chunk, f"[{i + 1}/{count}]")
         else:
             self._submit(plan, execute_step, plan.job, "")
-        outcome.status = "running"
-        self._emit(outcome, status="running", reason="; ".join(plan.reasons),
+        outcome.status, outcome.reasons = "running", self.planner.reasons(plan)
+        self._emit(outcome, status="running", reason="; ".join(outcome.reasons),
                    started_at=datetime.now(UTC), **common)
         if plan.datums is not None:
             plan.datums.packed()  # now, while the worker runs, rather than once it is done

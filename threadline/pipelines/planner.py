@@ -9,7 +9,7 @@ job for `worker.execute_step` - plain values only, since it crosses a process bo
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +31,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class StepPlan:
-    """What to do with one step: reuse `cached` or run `job`; `reasons` say why it runs."""
+    """What to do with one step: reuse `cached` or run `job` (`Planner.reasons` says why)."""
 
     step: str
     repo: str
     parts: KeyParts
     key: str
     cached: str | None = None
-    reasons: list[str] = field(default_factory=list)
     job: dict[str, Any] | None = None
     datums_total: int = 0
     #: a datum step's datums, kept with its cache entry once its output exists
@@ -138,8 +137,6 @@ class Planner:
         if hit is not None and self._exists(hit.output_repo, hit.output_commit):
             plan.cached = hit.output_commit
             return plan
-        last = self.store.last_parts(self.pipeline.name, step.name)
-        plan.reasons = explain(last[0] if last else None, parts) or ["cached output is missing"]
         datum_plan: dict[str, Any] = {"datum_input": None, "process": [], "reused": 0, "removed": [],
                                       "changed": [], "previous": None}
         metadata: dict[str, Any] = {
@@ -169,6 +166,12 @@ class Planner:
                      "argv": list(step.argv), "base": str(self.base), "path": self._import_root(step)},
         }
         return plan
+
+    def reasons(self, plan: StepPlan) -> list[str]:
+        """Why a planned step runs: what changed since its newest finished run. (Asked once the
+        step is on its way: the reasons are for people, the worker does not need them.)"""
+        last = self.store.last_parts(self.pipeline.name, plan.step)
+        return explain(last[0] if last else None, plan.parts) or ["cached output is missing"]
 
     @staticmethod
     def _import_root(step: StepSpec) -> str | None:
