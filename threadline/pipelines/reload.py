@@ -46,6 +46,8 @@ def _installed() -> tuple[str, ...]:
 
 def remember_imports() -> None:
     """Stamp the project modules imported (or imported again) since the last call."""
+    if sys.modules == _SEEN:  # the same names, each the same module object: nothing new
+        return
     installed = _installed()
     for name, module in list(sys.modules.items()):
         if _SEEN.get(name) is module:
@@ -61,7 +63,8 @@ def remember_imports() -> None:
         stamp = file_stamp(real)
         if stamp is not None and not real.startswith(installed):
             _STAMPS[name] = (real, *stamp)
-    if len(_SEEN) > len(sys.modules):  # some were removed from sys.modules meanwhile
+    if len(_SEEN) > len(sys.modules):  # some were removed from sys.modules meanwhile: forgotten,
+        # _SEEN holds exactly what sys.modules holds (the check on entry)
         for name in [n for n in _SEEN if n not in sys.modules]:
             del _SEEN[name]
             _STAMPS.pop(name, None)

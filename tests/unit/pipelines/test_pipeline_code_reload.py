@@ -116,3 +116,30 @@ def test_an_edit_between_loading_a_pipeline_and_its_first_run_is_noticed(project
     _write(project, "reload_helpers", "def greeting():\n    return 'howdy'\n")
     fn, _ = load_function("reload_steps:greet", fresh=True)  # the first run's plan
     assert fn.__globals__["greeting"]() == "howdy"
+
+
+def test_a_module_put_in_place_of_another_under_its_name_is_stamped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    folder = tmp_path / "swap"
+    folder.mkdir()
+    (folder / "swap_first.py").write_text("VALUE = 1\n")
+    (folder / "swap_second.py").write_text("VALUE = 2\n")
+    monkeypatch.syspath_prepend(str(folder))
+    try:
+        import swap_first  # type: ignore[import-not-found]
+
+        reload.remember_imports()
+        assert reload._STAMPS["swap_first"][0] == os.path.realpath(folder / "swap_first.py")
+        # the same names, one bound to another module (no import, no removal): still seen
+        import swap_second  # type: ignore[import-not-found]
+
+        reload.remember_imports()
+        sys.modules["swap_first"] = swap_second
+        reload.remember_imports()
+        assert reload._STAMPS["swap_first"][0] == os.path.realpath(folder / "swap_second.py")
+        del swap_first
+    finally:
+        for name in ("swap_first", "swap_second"):
+            sys.modules.pop(name, None)
