@@ -41,9 +41,9 @@ from threadline.data.checkout import checkout
 from threadline.data.connect import connect
 from threadline.data.manifest import FileEntry
 from threadline.data.paths import make_folder_inside
-from threadline.data.repos import commit_node
+from threadline.data.repos import Resolved, commit_node
 from threadline.data.worktree import build_manifest, scan
-from threadline.errors import InvalidArgument, ThreadlineError
+from threadline.errors import Conflict, InvalidArgument, ThreadlineError
 from threadline.lineage.graph import LineageGraph, Node
 from threadline.pipelines import datums
 from threadline.pipelines.python_api import load_function
@@ -94,14 +94,14 @@ def job_environment(job: dict[str, Any]) -> Iterator[None]:
 def execute_step(job: dict[str, Any]) -> dict[str, Any]:
     """Run one step attempt described by `job` (see `engine._job`); returns what it committed."""
     started = time.perf_counter()
-    with _workspace(job, "step") as (repos, scratch):
+    with _workspace(job, "step") as (home, scratch):
         log = io.StringIO()
         if job["step"]["kind"] == "builtin":
-            commit_id, counts = _run_builtin(repos, job), (1, 0, 0)
+            commit_id, counts = _run_builtin(home.repos, job), (1, 0, 0)
         else:
             run = _runner(job["step"])
             with job_environment(job):
-                commit_id, counts = _run_and_commit(repos, job, scratch, log, run)
+                commit_id, counts = _run_and_commit(home, job, scratch, log, run)
         return {"commit": commit_id, "processed": counts[0], "skipped": counts[1],
                 "removed": counts[2], "log": log.getvalue()[-LOG_TAIL:],
                 "duration_s": time.perf_counter() - started}
@@ -116,7 +116,8 @@ def process_datums(job: dict[str, Any]) -> dict[str, Any]:
     manifest entries; until that commit they are unreferenced objects, which gc keeps for its
     grace period.
     """
-    with _workspace(job, "datums") as (repos, scratch):
+    with _workspace(job, "datums") as (home, scratch):
+        repos = home.repos
         log = io.StringIO()
         out = scratch / "out"
         out.mkdir()
@@ -136,6 +137,8 @@ class _Home(NamedTuple):
     settings: Settings
     repos: DataRepos
     database_file: tuple[int, int] | None  # see `_database_file`
+    #: branch ref -> the branch as this process's last commit onto it left it (see `_commit`)
+    heads: dict[str, Resolved]
 
 
 #: the homes this worker process has open, by (home, database URL, store URL), oldest first
@@ -144,7 +147,7 @@ _OPEN_MAX = 4
 
 
 @contextlib.contextmanager
-def _workspace(job: dict[str, Any], kind: str) -> Iterator[tuple[DataRepos, Path]]:
+def _workspace(job: dict[str, Any], kind: str) -> Iterator[tuple[_Home, Path]]:
     """The job's home and a scratch folder in it, removed afterwards.
 
     The home is opened once per worker process and kept for its later jobs: a warm worker (a
@@ -161,13 +164,13 @@ def _workspace(job: dict[str, Any], kind: str) -> Iterator[tuple[DataRepos, Path
     if home is None:
         settings = settings_for(Path(job["home"]), env={ENV_DATABASE_URL: job["database_url"],
                                                        ENV_STORE_URL: job["store_url"]})
-        home = _Home(settings, connect(settings), _database_file(settings))
+        home = _Home(settings, connect(settings), _database_file(settings), {})
     else:
         home.repos.content.refresh()
     home.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"tl-{kind}-{job['step']['name']}-", dir=home.settings.tmp_dir))
     try:
-        yield home.repos, scratch
+        yield home, scratch
     except BaseException:
         home.repos.close()
         raise
@@ -217,9 +220,9 @@ def _run_datums(repos: DataRepos, job: dict[str, Any], folders: dict[str, Path],
         run({**folders, datum_input: folder}, target, job["params"], log)
 
 
-def _run_and_commit(repos: DataRepos, job: dict[str, Any], scratch: Path, log: io.StringIO,
+def _run_and_commit(home: _Home, job: dict[str, Any], scratch: Path, log: io.StringIO,
                     run: _Run) -> tuple[str, tuple[int, int, int]]:
-    plan = job["plan"]
+    repos, plan = home.repos, job["plan"]
     out = scratch / "out"
     out.mkdir()
     produced: list[FileEntry] = []
@@ -232,7 +235,7 @@ def _run_and_commit(repos: DataRepos, job: dict[str, Any], scratch: Path, log: i
     else:
         _run_datums(repos, job, _checkout_inputs(repos, job, scratch), scratch, out, log, run)
         processed = len(plan["process"])
-    return _commit(repos, job, out, produced), (processed, plan.get("reused", 0),
+    return _commit(home, job, out, produced), (processed, plan.get("reused", 0),
                                                 len(plan.get("removed", [])))
 
 
@@ -307,18 +310,29 @@ def _run_command(step: dict[str, Any], inputs: dict[str, Path], out: Path, param
         raise StepError(f"step {step['name']!r}: command exited {done.returncode}: {tail}")
 
 
-def _commit(repos: DataRepos, job: dict[str, Any], out: Path, produced: list[FileEntry]) -> str:
+def _commit(home: _Home, job: dict[str, Any], out: Path, produced: list[FileEntry],
+            *, guess: bool = True) -> str:
     """Commit the output folder; reused datums' outputs (and fanned-out chunks' outputs) go in as
-    manifest entries of the commits that hold them, without reading or copying their data."""
-    step, plan, output = job["step"], job["plan"], job["output"]
+    manifest entries of the commits that hold them, without reading or copying their data.
+
+    The branch is taken to be where this process's last commit onto it left it when that is
+    the output the plan compared with (a watch's steady state), without reading it: if it
+    moved meanwhile, the commit is refused (Conflict) before anything is published and made
+    again against the branch as it is.
+    """
+    repos, step, plan, output = home.repos, job["step"], job["plan"], job["output"]
     into = f"{output}@main"
     previous = plan.get("previous")
     update = False
     drop: list[str] = []
     entries = list(produced)
-    onto = None
+    onto = guessed = None
     if previous is not None:
-        onto = repos.resolve(into)
+        known = home.heads.get(into) if guess else None
+        if known is not None and known.commit is not None and known.commit.id == previous:
+            onto = guessed = known
+        else:
+            onto = repos.resolve(into)
         head = onto.commit
         if head is not None and head.id == previous:
             # the head's tree is the outputs of the datums the plan compared with: keep it, less
@@ -328,11 +342,19 @@ def _commit(repos: DataRepos, job: dict[str, Any], out: Path, produced: list[Fil
             manifest = repos.manifest(repos.resolve(f"{output}@{previous}").require_commit())
             entries += [entry for name in _reused_datums(repos, job) for entry in manifest.under(name)]
     derived = [(commit_node(i["commit"]), f"pipeline.{step['name']}") for i in job["inputs"]]
-    result = repos.commit(
-        into, [out], f"pipeline {job['pipeline']} step {step['name']} (run {job['run_id'][:8]})",
-        metadata=job["metadata"], update=update, drop=drop, produced_by=Node(RUN_KIND, job["run_id"]),
-        derived_from=derived, allow_empty=True, entries=entries, stat_cache=False, onto=onto,
-    )
+    try:
+        result = repos.commit(
+            into, [out], f"pipeline {job['pipeline']} step {step['name']} (run {job['run_id'][:8]})",
+            metadata=job["metadata"], update=update, drop=drop, produced_by=Node(RUN_KIND, job["run_id"]),
+            derived_from=derived, allow_empty=True, entries=entries, stat_cache=False, onto=onto,
+        )
+    except Conflict:
+        home.heads.pop(into, None)
+        if guessed is not None:
+            return _commit(home, job, out, produced, guess=False)  # moved meanwhile: look again
+        raise
+    if onto is not None:
+        home.heads[into] = Resolved(onto.spec, onto.repo, result.commit, onto.branch)
     return result.commit.id
 
 

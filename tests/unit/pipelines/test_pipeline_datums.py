@@ -192,7 +192,9 @@ def test_an_output_branch_moved_by_hand_still_gets_every_reused_datum(project: P
     project.commit("raw", files)
     second = project.run(spec).steps["measure"].commit
     assert second is not None
-    project.repos.rollback("dat-measure@main", f"dat-measure@{first}")  # by hand, meanwhile
+    # by hand, meanwhile: the worker that made `second` takes the branch to be there still, is
+    # refused when it publishes, and commits again against the branch as it is
+    project.repos.rollback("dat-measure@main", f"dat-measure@{first}")
     files.update(_files(1, start=7))
     project.commit("raw", files)
     step = project.run(spec).steps["measure"]

@@ -24,7 +24,7 @@ def test_a_worker_reuses_its_connection_and_reopens_a_recreated_home(home: DataR
     home.create("kept", description="in the first home")
     job = _job()
     with worker._workspace(job, "test") as (first, _scratch):
-        assert [r.name for r in first.list()] == ["kept"]
+        assert [r.name for r in first.repos.list()] == ["kept"]
     with worker._workspace(job, "test") as (again, _scratch):
         assert again is first  # kept open for the next job
 
@@ -33,7 +33,7 @@ def test_a_worker_reuses_its_connection_and_reopens_a_recreated_home(home: DataR
     fresh = init_home()  # same path, another database
     with worker._workspace(job, "test") as (reopened, _scratch):
         assert reopened is not first
-        assert reopened.list() == []
+        assert reopened.repos.list() == []
     assert fresh.home == load_settings().home
 
 
