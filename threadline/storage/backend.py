@@ -131,6 +131,10 @@ class ObjectStore(ABC):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """List the blobs whose key starts with `prefix`, in key order."""
 
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """The keys of `list(prefix)`; a backend where sizes cost extra work skips them."""
+        return (info.key for info in self.list(prefix))
+
     @abstractmethod
     def delete_many(self, keys: Iterable[str]) -> None:
         """Delete blobs; keys that do not exist are ignored."""

@@ -151,6 +151,8 @@ class ObjectStoreConformance:
         assert [i.key for i in object_store.list("p/a")] == ["p/a/y", "p/a/z"]
         assert [i.key for i in object_store.list("p/a/z")] == ["p/a/z"]
         assert list(object_store.list("p/a/zz")) == []
+        for prefix in ("", "p", "p/", "p/a", "nothing/"):
+            assert list(object_store.keys(prefix)) == [i.key for i in object_store.list(prefix)]
         assert all(i.mtime >= 0 for i in object_store.list())
 
     def test_delete_many_ignores_missing_keys(self, object_store: ObjectStore) -> None:

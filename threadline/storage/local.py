@@ -93,6 +93,24 @@ class TempFiles:
         return removed
 
 
+def _files_under(root: Path, prefix: str) -> list[tuple[str, str]]:
+    """(key, path) of the blobs whose key starts with `prefix`, in key order: a walk of the
+    folder the prefix names only, skipping hidden folders (the temp folder)."""
+    found: list[tuple[str, str]] = []
+    folders = prefix.rpartition("/")[0]
+    if any(part.startswith(".") for part in folders.split("/") if part):
+        return found  # hidden folders hold no blobs
+    for folder, dirs, files in os.walk(os.path.join(root, folders) if folders else root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel_folder = os.path.relpath(folder, root)
+        for name in files:
+            key = name if rel_folder == "." else f"{rel_folder}/{name}".replace(os.sep, "/")
+            if key.startswith(prefix):
+                found.append((key, os.path.join(folder, name)))
+    found.sort()
+    return found
+
+
 class LocalObjectStore(ObjectStore):
     """Blobs as files under a root folder.
 
@@ -214,22 +232,16 @@ class LocalObjectStore(ObjectStore):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Walk the folder `prefix` names (skipping the temp folder) and yield blobs under
         `prefix` in key order."""
-        found: list[ObjectInfo] = []
-        folders = prefix.rpartition("/")[0]
-        if any(part.startswith(".") for part in folders.split("/") if part):
-            return  # hidden folders (the temp folder) hold no blobs
-        for folder, dirs, files in os.walk(os.path.join(self.root, folders) if folders else self.root):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            rel_folder = os.path.relpath(folder, self.root)
-            for name in files:
-                key = name if rel_folder == "." else f"{rel_folder}/{name}".replace(os.sep, "/")
-                if key.startswith(prefix):
-                    try:
-                        st = os.stat(os.path.join(folder, name))
-                    except FileNotFoundError:
-                        continue
-                    found.append(ObjectInfo(key, st.st_size, st.st_mtime))
-        yield from sorted(found, key=lambda info: info.key)
+        for key, path in _files_under(self.root, prefix):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            yield ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """The keys `list` yields, without a stat of each blob."""
+        return (key for key, _path in _files_under(self.root, prefix))
 
     def delete_many(self, keys: Iterable[str]) -> None:
         """Unlink blobs (closing any cached descriptor first) and fsync their folders."""

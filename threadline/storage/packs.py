@@ -122,9 +122,9 @@ class PackSet:
     def refresh(self) -> None:
         """Load indexes added by other writers and forget packs that were removed."""
         names = {
-            info.key[len(PACK_PREFIX) : -len(".idx")]
-            for info in self.objects.list(PACK_PREFIX)
-            if info.key.endswith(".idx")
+            key[len(PACK_PREFIX) : -len(".idx")]
+            for key in self.objects.keys(PACK_PREFIX)
+            if key.endswith(".idx")
         }
         with self._lock:
             known = set(self._packs)
