@@ -24,10 +24,12 @@ by `module:qualname` so a worker process imports it again instead of unpickling 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
 import sys
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
@@ -121,10 +123,21 @@ def _signature(name: str, fn: Callable[..., Any]) -> tuple[list[InputSpec], str,
 
 
 def _output_arg(fn: Callable[..., Any]) -> str:
+    try:
+        return _OUTPUT_ARGS[fn]
+    except (KeyError, TypeError):  # TypeError: a callable that takes no weak reference
+        pass
     for arg, p in inspect.signature(fn).parameters.items():
         if isinstance(p.default, Output):
+            with contextlib.suppress(TypeError):
+                _OUTPUT_ARGS[fn] = arg
             return arg
-    raise InvalidArgument(f"{fn.__qualname__} has no Output() argument")
+    raise InvalidArgument(f"{getattr(fn, '__qualname__', fn)} has no Output() argument")
+
+
+#: step function -> its Output argument (a function is loaded before every plan and job;
+#: weak, so that the functions of modules imported again are not kept alive)
+_OUTPUT_ARGS: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
 
 
 @overload

@@ -187,14 +187,23 @@ def _database_file(settings: Settings) -> tuple[int, int] | None:
     While this process holds the database open its inode stays allocated, so a file made
     anew at the same path has another number.
     """
-    url = make_url(settings.database_url)
-    if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
+    path = _sqlite_file(settings.database_url)
+    if path is None:
         return None
     try:
-        info = os.stat(url.database)
+        info = os.stat(path)
     except OSError:
         return None
     return info.st_dev, info.st_ino
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_file(database_url: str) -> str | None:
+    """The file of a SQLite database URL (asked before every job), None for any other."""
+    url = make_url(database_url)
+    if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
+        return None
+    return url.database
 
 
 def _checkout_inputs(repos: DataRepos, job: dict[str, Any], scratch: Path) -> dict[str, Path]:
