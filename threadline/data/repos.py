@@ -463,9 +463,8 @@ class DataRepos:
             self._move_branch(conn, repo, branch, expected, info.id, "commit", info.author,
                               info.message)
 
-    @staticmethod
     def _move_branch(
-        conn: Connection, repo: RepoKey, branch: str, expected: str | None, new: str,
+        self, conn: Connection, repo: RepoKey, branch: str, expected: str | None, new: str,
         action: str, actor: str, message: str,
     ) -> None:
         """Compare-and-swap the branch pointer and log the move, inside the caller's transaction."""
