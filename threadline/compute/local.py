@@ -350,7 +350,7 @@ class LocalExecutor(Executor):
         with self._lock:
             kills, self._to_kill = self._to_kill, set()
         now = time.monotonic()
-        for worker in busy:
+        for worker in self._workers:  # not only `busy`: a submitting thread may have shipped one since
             job = worker.job
             if job is None:
                 continue

@@ -49,6 +49,19 @@ def test_timeout_replaces_the_worker_process() -> None:
     assert before != after
 
 
+def test_a_task_cancelled_as_soon_as_it_is_shipped_still_has_its_worker_killed() -> None:
+    # a task for an idle worker is shipped by the submitting thread itself; cancelled at once,
+    # before the scheduler has looked at that worker again, its worker must still be replaced
+    with LocalExecutor(workers=1) as pool:
+        before = pool.submit(Task(tasks.worker_pid)).result()
+        for _ in range(5):
+            handle = pool.submit(Task(tasks.sleep_for, (3600,)))
+            assert handle.cancel()
+            after = pool.submit(Task(tasks.worker_pid)).result(timeout=60)
+            assert after != before
+            before = after
+
+
 def test_spawn_start_method_works_and_fork_is_refused() -> None:
     with LocalExecutor(workers=1, start_method="spawn") as pool:
         assert pool.map([Task(tasks.add, (1, 2))]) == [3]
