@@ -326,8 +326,8 @@ def _commit(home: _Home, job: dict[str, Any], out: Path, produced: list[FileEntr
 
     The branch is taken to be where this process's last commit onto it left it when that is
     the output the plan compared with (a watch's steady state), without reading it: if it
-    moved meanwhile, the commit is refused (Conflict) before anything is published and made
-    again against the branch as it is.
+    moved meanwhile, the commit is refused (Conflict) before it is recorded - its objects are
+    stored already, and kept - and made again against the branch as it is.
     """
     repos, step, plan, output = home.repos, job["step"], job["plan"], job["output"]
     into = f"{output}@main"
