@@ -55,7 +55,7 @@ def _check(node: Node) -> None:
         raise InvalidArgument(f"invalid lineage node {node!r}: kind and id must be 1-40/1-200 chars")
 
 
-def add_edges(session: Session | Connection, edges: Iterable[Edge]) -> None:
+def add_edges(within: Session | Connection, edges: Iterable[Edge]) -> None:
     """Insert edges inside the caller's transaction (an ORM session's, or a Core connection's);
     an edge recorded twice is kept once."""
     rows = []
@@ -74,8 +74,8 @@ def add_edges(session: Session | Connection, edges: Iterable[Edge]) -> None:
         )
     if not rows:
         return
-    # on the session's connection: Core, not the ORM's bulk-insert path (half the time)
-    connection = session.connection() if isinstance(session, Session) else session
+    # Core on the transaction's connection, not the ORM's bulk-insert path (half the time)
+    connection = within.connection() if isinstance(within, Session) else within
     connection.execute(_insert_ignoring_duplicates(connection.dialect.name), rows)
 
 
